@@ -52,7 +52,7 @@ def maximum_path(neg_cent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
     device, dtype = neg_cent.device, neg_cent.dtype
     t_frames, t_text = _lengths(mask)
-    values = np.ascontiguousarray(neg_cent.detach().float().cpu().numpy(), dtype=np.float32)
+    values = np.array(neg_cent.detach().float().cpu().numpy(), dtype=np.float32, order="C", copy=True)
     paths = np.zeros(values.shape, dtype=np.int32)
     core.maximum_path_batch(paths, values, t_frames, t_text)
     return torch.from_numpy(paths).to(device=device, dtype=dtype)

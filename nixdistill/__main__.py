@@ -1,0 +1,5 @@
+"""``python -m nixdistill`` runs the CLI."""
+
+from .cli import main
+
+main()

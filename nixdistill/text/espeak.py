@@ -1,0 +1,191 @@
+"""espeak-ng IPA frontend (``espeak``), id-compatible with Piper voices.
+
+Phonemes come from ``phonemizer``'s ``EspeakBackend`` running the espeak-ng library shipped by
+``espeakng-loader`` (no system espeak needed). The phoneme string is NFD-decomposed into
+codepoints, as Piper does (OHF-Voice/piper1-gpl ``phonemize_espeak.py``), so accents and
+length marks become their own tokens.
+
+Two id layouts:
+
+* **Piper** (a ``phoneme_id_map`` ``{symbol: [ids]}`` is given, e.g. from a voice's
+  ``.onnx.json``): each sentence becomes ``[^, _, p1, _, p2, _, ..., pN, _, $]`` with
+  ``_`` = pad 0, ``^`` = BOS, ``$`` = EOS (Piper ``phoneme_ids.phonemes_to_ids``); the
+  sentences of one utterance are concatenated, as Piper's training data loader does.
+  ``add_blank`` is implied by the layout.
+* **VITS** (no map): ids index the default IPA table :data:`DEFAULT_IPA_SYMBOLS`, with the
+  blank interspersed when ``add_blank``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, Iterable
+
+from .base import PAD, TextError, TextFrontend, describe_char
+
+__all__ = ["EspeakFrontend", "DEFAULT_IPA_SYMBOLS", "BOS", "EOS"]
+
+BOS = "^"
+EOS = "$"
+_PUNCTUATION = " !'(),-.:;?\"¡¿—…«»“”"
+_LATIN = "abcdefghijklmnopqrstuvwxyz"
+_IPA = ("æçðøħŋœǀǁǂǃɐɑɒɓɔɕɖɗɘəɚɛɜɝɞɟɠɡɢɣɤɥɦɧɨɪɫɬɭɮɯɰɱɲɳɴɵɶɸɹɺɻɽɾʀʁʂʃʄʈʉʊʋʌʍʎʏʐʑʒʔʕʘʙʛʜʝʟʡʢ"
+        "ʦʰʲʷˈˌːˑ˞ˤβθχεᵻⱱ↓↑#")
+_COMBINING = "".join(chr(c) for c in (0x0303, 0x0327, 0x032A, 0x032F, 0x0329, 0x031D, 0x030A,
+                                       0x033A, 0x033B, 0x0306, 0x0308, 0x0361))
+_DIGITS = "0123456789"
+DEFAULT_IPA_SYMBOLS: list[str] = [PAD, BOS, EOS, *_PUNCTUATION, *_LATIN, *_IPA, *_COMBINING, *_DIGITS]
+"""Default table when no ``phoneme_id_map`` is given: pad, BOS, EOS, punctuation, Latin
+letters, espeak-ng IPA letters/suprasegmentals, combining diacritics, digits (stress-tone)."""
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+class EspeakFrontend(TextFrontend):
+    """IPA phonemes from espeak-ng (``espeak``).
+
+    Args:
+        language: espeak voice, e.g. ``"en-us"`` (Piper: ``config["espeak"]["voice"]``).
+        phoneme_id_map: Piper ``{symbol: [ids]}``; selects the Piper id layout.
+        symbols: table for the VITS layout (default :data:`DEFAULT_IPA_SYMBOLS`); ignored
+            when ``phoneme_id_map`` is given (the table is derived from the map).
+        add_blank: intersperse blank 0 (VITS layout only; Piper's layout always has blanks).
+        unknown: ``"error"`` or ``"drop"`` for phonemes outside the table.
+        n_vocab: embedding size of the model (Piper voices have ``num_symbols`` 256 while the
+            map uses fewer ids); default: highest id + 1.
+    """
+
+    name = "espeak"
+
+    def __init__(self, language: str = "en-us", phoneme_id_map: dict[str, list[int]] | None = None,
+                 symbols: Iterable[str] | None = None, add_blank: bool = True,
+                 unknown: str = "error", n_vocab: int | None = None):
+        self.language = language
+        self.phoneme_id_map = None if phoneme_id_map is None else {
+            str(k): [int(i) for i in (v if isinstance(v, (list, tuple)) else [v])]
+            for k, v in phoneme_id_map.items()
+        }
+        if self.phoneme_id_map is not None:
+            for required in (PAD, BOS, EOS):
+                if required not in self.phoneme_id_map:
+                    raise TextError(f"espeak: phoneme_id_map lacks the required symbol {required!r}")
+            symbols = self._symbols_from_map(self.phoneme_id_map, n_vocab)
+            add_blank = True
+        elif symbols is None:
+            symbols = DEFAULT_IPA_SYMBOLS
+        super().__init__(symbols, add_blank, unknown)
+        if n_vocab is not None and n_vocab < len(self.symbols):
+            raise TextError(f"espeak: n_vocab {n_vocab} is smaller than the symbol table "
+                            f"({len(self.symbols)})")
+        self._n_vocab = n_vocab
+        self._backend = None
+
+    @staticmethod
+    def _symbols_from_map(id_map: dict[str, list[int]], n_vocab: int | None) -> list[str]:
+        size = max(max(ids) for ids in id_map.values()) + 1
+        size = max(size, n_vocab or 0)
+        table = [f"<unused:{i}>" for i in range(size)]
+        for sym, ids in id_map.items():
+            if len(ids) == 1:
+                table[ids[0]] = sym
+        return table
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab if self._n_vocab is not None else len(self.symbols)
+
+    @property
+    def piper_layout(self) -> bool:
+        """True when ids follow Piper's ``[^, _, p1, _, ..., pN, _, $]`` layout."""
+        return self.phoneme_id_map is not None
+
+    # -- phonemisation -----------------------------------------------------------------------
+    def _get_backend(self):
+        """The phonemizer backend, created once per frontend instance on first use."""
+        if self._backend is None:
+            try:
+                import espeakng_loader
+                from phonemizer.backend import EspeakBackend
+                from phonemizer.backend.espeak.wrapper import EspeakWrapper
+            except ImportError as e:
+                raise TextError(
+                    f"the espeak frontend needs phonemizer and espeakng-loader ({e})"
+                ) from None
+            EspeakWrapper.set_library(espeakng_loader.get_library_path())
+            EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
+            try:
+                self._backend = EspeakBackend(
+                    self.language, preserve_punctuation=True, with_stress=True,
+                    language_switch="remove-flags", words_mismatch="ignore",
+                )
+            except RuntimeError as e:
+                raise TextError(f"espeak: cannot use language {self.language!r}: {e}") from None
+        return self._backend
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: the ctypes backend stays
+        state = dict(self.__dict__)
+        state["_backend"] = None
+        return state
+
+    def phonemize(self, text: str) -> list[str]:
+        """Transcript -> IPA strings, one per sentence (sentence-final ``.!?`` kept).
+
+        Example: ``"Hello world. Hi!" -> ["həlˈoʊ wˈɜːld.", "hˈaɪ!"]`` (en-us).
+        """
+        text = unicodedata.normalize("NFC", text).strip()
+        if not text:
+            return []
+        ipa = self._get_backend().phonemize([text], strip=False, njobs=1)[0]
+        return [s.strip() for s in _SENTENCE_END.split(ipa) if s.strip()]
+
+    def tokens(self, text: str) -> list[str]:
+        """All sentences' NFD codepoints, sentences joined by a space (VITS layout)."""
+        return list(unicodedata.normalize("NFD", " ".join(self.phonemize(text))))
+
+    def encode(self, text: str, utt_id: str | None = None) -> list[int]:
+        """Transcript -> ids ``x`` ([T_text]); see the module docstring for both layouts.
+
+        Raises:
+            TextError: unknown phoneme with ``unknown="error"``, or espeak unavailable.
+        """
+        if not self.piper_layout:
+            return super().encode(text, utt_id)
+        id_map = self.phoneme_id_map
+        ids: list[int] = []
+        for sentence in self.phonemize(text):
+            phonemes = list(unicodedata.normalize("NFD", sentence))
+            known = []
+            for p in phonemes:
+                if p in id_map:
+                    known.append(p)
+                elif self.unknown == "error":
+                    where = f"utterance {utt_id!r}" if utt_id is not None else "text"
+                    raise TextError(f"espeak: phoneme {describe_char(p)} of {where} ({text!r}) "
+                                    "is not in the phoneme_id_map")
+                else:
+                    self.symbols_to_ids([p], text, utt_id)  # counts and warns
+            ids.extend(id_map[BOS])
+            ids.extend(id_map[PAD])
+            for p in known:
+                ids.extend(id_map[p])
+                ids.extend(id_map[PAD])
+            ids.extend(id_map[EOS])
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        if not self.piper_layout:
+            return super().decode(ids)
+        skip = {self.phoneme_id_map[s][0] for s in (PAD, BOS, EOS)}
+        return "".join(self.symbols[i] for i in ids if i not in skip)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d.update(language=self.language, phoneme_id_map=self.phoneme_id_map, n_vocab=self.n_vocab)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EspeakFrontend":
+        id_map = d.get("phoneme_id_map")
+        return cls(d.get("language", "en-us"), id_map, None if id_map else d.get("symbols"),
+                   d.get("add_blank", True), d.get("unknown", "error"), d.get("n_vocab"))

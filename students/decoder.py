@@ -1,0 +1,507 @@
+"""Student decoders: latent ``z`` (frame rate) -> waveform.
+
+Two interchangeable decoders, both ``forward(z [B, inter_channels, T_frames], g=None) ->
+wav [B, 1, T_frames * hop_length]``:
+
+* ``nix``   -- :class:`NixDecoder`, the Nix-TTS decoder (Chevi et al., SLT 2022,
+  arXiv 2203.15643): a HiFi-GAN generator (jik876/hifi-gan, V1 layout) whose dilated residual
+  convolutions are depthwise-separable. Transposed-convolution upsampling to audio rate, so
+  most of its work runs at the sample rate.
+* ``istft`` -- :class:`ISTFTDecoder`, a Vocos-style decoder (gemelo-ai/vocos): ConvNeXt blocks
+  at frame rate and a Fourier head predicting log-magnitude and phase, inverted by an iSTFT
+  written as a fixed inverse-DFT matmul plus overlap-add with ``conv_transpose1d`` (so it
+  exports to ONNX and matches ``torch.istft(center=True)``; see :class:`InverseSTFT`).
+
+The hop length is the teacher's (``audio.hop_length``) and is checked at construction:
+``prod(upsample_rates)`` for ``nix``; the iSTFT hop for ``istft``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from nixdistill.config import ConfigError, check_upsampling, from_dict
+
+__all__ = [
+    "DECODER_KINDS",
+    "NixDecoderConfig",
+    "ISTFTDecoderConfig",
+    "NixDecoder",
+    "ISTFTDecoder",
+    "InverseSTFT",
+    "decoder_config_from_dict",
+    "build_decoder",
+    "remove_weight_norm",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NixDecoderConfig:
+    """Nix-TTS decoder (HiFi-GAN generator with depthwise-separable residual blocks).
+
+    Attributes:
+        inter_channels: channels of the latent ``z`` (the teacher's ``inter_channels``).
+        gin_channels: speaker-embedding channels of ``g`` (0: single speaker).
+        upsample_initial_channel: channels after the pre-convolution; halved at every
+            upsampling stage.
+        upsample_rates: per-stage upsampling factors; their product must equal the teacher's
+            ``hop_length`` (samples per latent frame).
+        upsample_kernel_sizes: transposed-convolution kernels; ``k - rate`` must be even and
+            non-negative so that each stage multiplies the length exactly by ``rate``.
+        resblock_kernel_sizes: kernel of each parallel residual block (outputs are averaged).
+        resblock_dilation_sizes: dilations of each residual block, one list per kernel.
+        pre_kernel_size / post_kernel_size: kernels of the first and last convolutions.
+        leaky_relu_slope: negative slope of the LeakyReLUs inside the network.
+    """
+
+    inter_channels: int = 192
+    gin_channels: int = 0
+    upsample_initial_channel: int = 256
+    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2])
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4])
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = field(
+        default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
+    )
+    pre_kernel_size: int = 7
+    post_kernel_size: int = 7
+    leaky_relu_slope: float = 0.1
+
+    def __post_init__(self) -> None:
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            raise ConfigError(
+                f"decoder: upsample_rates {self.upsample_rates} and upsample_kernel_sizes "
+                f"{self.upsample_kernel_sizes} must have the same length"
+            )
+        for rate, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            if k < rate or (k - rate) % 2:
+                raise ConfigError(
+                    f"decoder: upsample kernel {k} for rate {rate} must be >= rate with an even "
+                    "difference, so each stage multiplies the length exactly by its rate"
+                )
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            raise ConfigError(
+                "decoder: resblock_kernel_sizes and resblock_dilation_sizes must have the same "
+                "length"
+            )
+        if self.upsample_initial_channel % (2 ** len(self.upsample_rates)):
+            raise ConfigError(
+                f"decoder: upsample_initial_channel ({self.upsample_initial_channel}) must be "
+                f"divisible by 2**{len(self.upsample_rates)} (it is halved at every stage)"
+            )
+        for k in (self.pre_kernel_size, self.post_kernel_size, *self.resblock_kernel_sizes):
+            if k % 2 == 0:
+                raise ConfigError(f"decoder: kernel sizes must be odd, got {k}")
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame, ``prod(upsample_rates)``."""
+        return math.prod(self.upsample_rates)
+
+
+@dataclass
+class ISTFTDecoderConfig:
+    """Vocos-style decoder: ConvNeXt backbone at frame rate + iSTFT Fourier head.
+
+    Attributes:
+        inter_channels: channels of the latent ``z``.
+        gin_channels: speaker-embedding channels of ``g`` (0: single speaker).
+        dim: backbone channels.
+        intermediate_dim: hidden width of each ConvNeXt pointwise MLP.
+        n_layers: ConvNeXt blocks.
+        kernel_size: depthwise kernel of each block and of the input embedding (odd).
+        layer_scale_init: initial layer-scale value; ``None`` uses ``1 / n_layers`` (Vocos).
+        n_fft: iSTFT size in samples; ``None`` uses ``4 * hop_length``. Must be even and
+            ``>= 2 * hop_length`` (Hann window, ``center=True``, no NOLA gaps).
+        max_magnitude: the predicted linear magnitude is clipped at this value (Vocos: 100).
+        layer_norm_eps: LayerNorm epsilon.
+    """
+
+    inter_channels: int = 192
+    gin_channels: int = 0
+    dim: int = 256
+    intermediate_dim: int = 768
+    n_layers: int = 6
+    kernel_size: int = 7
+    layer_scale_init: float | None = None
+    n_fft: int | None = None
+    max_magnitude: float = 100.0
+    layer_norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"decoder: kernel_size must be odd, got {self.kernel_size}")
+        if self.n_layers <= 0:
+            raise ConfigError(f"decoder: n_layers must be positive, got {self.n_layers}")
+
+    def resolved_n_fft(self, hop_length: int) -> int:
+        """iSTFT size for a given hop, checked.
+
+        Raises:
+            ConfigError: if ``n_fft`` is odd or smaller than ``2 * hop_length``.
+        """
+        n_fft = 4 * hop_length if self.n_fft is None else self.n_fft
+        if n_fft % 2 or n_fft < 2 * hop_length:
+            raise ConfigError(
+                f"decoder: n_fft ({n_fft}) must be even and >= 2 * hop_length ({2 * hop_length})"
+            )
+        return n_fft
+
+
+DECODER_KINDS: dict[str, type] = {"nix": NixDecoderConfig, "istft": ISTFTDecoderConfig}
+
+
+def decoder_config_from_dict(
+    kind: str, d: dict[str, Any], where: str = "decoder"
+) -> NixDecoderConfig | ISTFTDecoderConfig:
+    """Parse a decoder config section (without its ``kind`` key).
+
+    Raises:
+        ConfigError: unknown kind, unknown keys, wrong types or broken invariants.
+    """
+    if kind not in DECODER_KINDS:
+        raise ConfigError(f"{where}: decoder kind must be one of {sorted(DECODER_KINDS)}, got {kind!r}")
+    return from_dict(DECODER_KINDS[kind], d, where)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _same_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+def _init_normal(module: nn.Module, std: float) -> None:
+    """HiFi-GAN ``init_weights``: conv weights ~ N(0, std)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            m.weight.data.normal_(0.0, std)
+
+
+def remove_weight_norm(module: nn.Module) -> nn.Module:
+    """Fold every ``parametrizations.weight_norm`` in ``module`` into a plain ``weight``.
+
+    Returns the same module (in place), ready for inference/export.
+    """
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module
+
+
+class DepthwiseSeparableConv1d(nn.Module):
+    """Depthwise dilated conv (groups = channels) followed by a pointwise 1x1 conv.
+
+    Shapes: ``[B, C, T] -> [B, C, T]`` (same padding).
+    """
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.depthwise = weight_norm(
+            nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+                      padding=_same_padding(kernel_size, dilation), groups=channels)
+        )
+        self.pointwise = weight_norm(nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class DSResBlock(nn.Module):
+    """HiFi-GAN ``ResBlock1`` with depthwise-separable convolutions.
+
+    For each dilation ``d``: ``x = x + conv2(lrelu(conv1_d(lrelu(x))))``. Shapes ``[B, C, T]``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, dilations: list[int], slope: float) -> None:
+        super().__init__()
+        self.slope = slope
+        self.convs1 = nn.ModuleList(
+            DepthwiseSeparableConv1d(channels, kernel_size, d) for d in dilations
+        )
+        self.convs2 = nn.ModuleList(
+            DepthwiseSeparableConv1d(channels, kernel_size, 1) for _ in dilations
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            xt = c2(F.leaky_relu(c1(F.leaky_relu(x, self.slope)), self.slope))
+            x = x + xt
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# Nix decoder
+# --------------------------------------------------------------------------------------------
+
+# HiFi-GAN (jik876) initialises its convolutions from N(0, 0.01).
+_HIFIGAN_INIT_STD = 0.01
+
+
+class NixDecoder(nn.Module):
+    """Nix-TTS decoder: lightweight HiFi-GAN generator (Chevi et al. 2022; jik876/hifi-gan).
+
+    ``conv_pre -> [lrelu -> ConvTranspose(rate) -> mean(DS resblocks)] x stages -> lrelu ->
+    conv_post -> tanh``. Weight norm is on during training; call :meth:`remove_weight_norm`
+    before export.
+
+    Args:
+        cfg: :class:`NixDecoderConfig`.
+        hop_length: the teacher's hop in samples; must equal ``prod(cfg.upsample_rates)``.
+    Raises:
+        ConfigError: if the hop length does not match.
+    """
+
+    def __init__(self, cfg: NixDecoderConfig, hop_length: int) -> None:
+        super().__init__()
+        check_upsampling(cfg.upsample_rates, hop_length, "decoder (nix)")
+        self.cfg = cfg
+        self.hop_length = hop_length
+        self.slope = cfg.leaky_relu_slope
+        self.num_kernels = len(cfg.resblock_kernel_sizes)
+        c0 = cfg.upsample_initial_channel
+        self.conv_pre = weight_norm(
+            nn.Conv1d(cfg.inter_channels, c0, cfg.pre_kernel_size,
+                      padding=_same_padding(cfg.pre_kernel_size))
+        )
+        self.cond = nn.Conv1d(cfg.gin_channels, c0, 1) if cfg.gin_channels > 0 else None
+        self.ups = nn.ModuleList()
+        self.resblocks = nn.ModuleList()
+        ch = c0
+        for rate, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes):
+            self.ups.append(weight_norm(
+                nn.ConvTranspose1d(ch, ch // 2, k, rate, padding=(k - rate) // 2)
+            ))
+            ch //= 2
+            for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes):
+                self.resblocks.append(DSResBlock(ch, rk, list(rd), self.slope))
+        self.conv_post = weight_norm(
+            nn.Conv1d(ch, 1, cfg.post_kernel_size, padding=_same_padding(cfg.post_kernel_size),
+                      bias=False)
+        )
+        _init_normal(self.ups, _HIFIGAN_INIT_STD)
+        _init_normal(self.resblocks, _HIFIGAN_INIT_STD)
+
+    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode latents to audio.
+
+        Args:
+            z: latent, [B, inter_channels, T_frames].
+            g: speaker embedding, [B, gin_channels, 1], or None.
+        Returns:
+            wav in [-1, 1], [B, 1, T_frames * hop_length].
+        """
+        x = self.conv_pre(z)
+        if self.cond is not None and g is not None:
+            x = x + self.cond(g)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, self.slope))
+            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            xs = blocks[0](x)
+            for block in blocks[1:]:
+                xs = xs + block(x)
+            x = xs / self.num_kernels
+        # HiFi-GAN uses the default LeakyReLU slope (0.01) before conv_post.
+        x = self.conv_post(F.leaky_relu(x))
+        return torch.tanh(x)
+
+    def remove_weight_norm(self) -> NixDecoder:
+        """Fold weight norm into plain weights (in place) for inference/export."""
+        remove_weight_norm(self)
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# iSTFT decoder
+# --------------------------------------------------------------------------------------------
+
+# The OLA window envelope is clamped to at least this before dividing (torch.istft's NOLA bound).
+_ENVELOPE_FLOOR = 1e-11
+
+
+class InverseSTFT(nn.Module):
+    """ONNX-friendly inverse STFT equal to ``torch.istft(center=True, window=hann(n_fft))``.
+
+    The one-sided inverse DFT is a fixed matmul with a windowed cosine/sine basis; the frames are
+    overlap-added with ``conv_transpose1d`` (identity kernel, stride ``hop_length``), divided by
+    the overlap-added squared window, and trimmed so that ``T_frames`` frames give exactly
+    ``T_frames * hop_length`` samples (frame ``t`` is centred on sample ``t * hop_length``).
+
+    Args:
+        n_fft: FFT size in samples (even, ``>= 2 * hop_length``).
+        hop_length: frame shift in samples.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        if n_fft % 2 or n_fft < 2 * hop_length:
+            raise ConfigError(f"iSTFT: n_fft ({n_fft}) must be even and >= 2 * hop ({hop_length})")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        n_freqs = n_fft // 2 + 1
+        window = torch.hann_window(n_fft, dtype=torch.float64)
+        k = torch.arange(n_freqs, dtype=torch.float64).unsqueeze(1)
+        n = torch.arange(n_fft, dtype=torch.float64).unsqueeze(0)
+        angle = 2.0 * math.pi * k * n / n_fft  # [F, N]
+        # Hermitian weights: DC and Nyquist once, the other bins twice.
+        scale = torch.full((n_freqs, 1), 2.0, dtype=torch.float64)
+        scale[0] = 1.0
+        scale[-1] = 1.0
+        cos_basis = scale * torch.cos(angle) * window / n_fft
+        sin_basis = -scale * torch.sin(angle) * window / n_fft
+        # [2F, N]: frames = [Re; Im]^T @ basis.
+        self.register_buffer("basis", torch.cat([cos_basis, sin_basis]).float(), persistent=False)
+        self.register_buffer("ola_kernel", torch.eye(n_fft).unsqueeze(1), persistent=False)
+        self.register_buffer("window_sq", window.pow(2).float().view(1, 1, n_fft), persistent=False)
+        self.trim_start = n_fft // 2
+        self.trim_end = n_fft // 2 - hop_length
+
+    def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+        """Invert a one-sided complex spectrogram given as real and imaginary parts.
+
+        Args:
+            real / imag: [B, n_fft // 2 + 1, T_frames].
+        Returns:
+            wav, [B, 1, T_frames * hop_length].
+        """
+        spec = torch.cat([real, imag], dim=1)  # [B, 2F, T]
+        # [b, t, 2F] x [2F, N] = [b, t, N] -> [b, N, t]
+        frames = torch.matmul(spec.transpose(1, 2), self.basis).transpose(1, 2)
+        wav = F.conv_transpose1d(frames, self.ola_kernel, stride=self.hop_length)
+        envelope = F.conv_transpose1d(
+            torch.ones_like(real[:1, :1, :]), self.window_sq, stride=self.hop_length
+        )
+        wav = wav / envelope.clamp_min(_ENVELOPE_FLOOR)
+        end = wav.shape[-1] - self.trim_end
+        return wav[..., self.trim_start:end] if self.trim_end else wav[..., self.trim_start:]
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt block (Vocos): depthwise conv, LayerNorm, Linear-GELU-Linear, layer scale.
+
+    Shapes: ``[B, dim, T_frames] -> [B, dim, T_frames]``.
+    """
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int,
+                 layer_scale_init: float, eps: float) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(layer_scale_init * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x
+        x = self.dwconv(x).transpose(1, 2)  # [B, T, dim]
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        return residual + (self.gamma * x).transpose(1, 2)
+
+
+class ISTFTDecoder(nn.Module):
+    """Vocos-style decoder (gemelo-ai/vocos ``VocosBackbone`` + ``ISTFTHead``).
+
+    ``embed conv -> LayerNorm -> ConvNeXt x n_layers -> LayerNorm -> Linear -> (log|S|, phase)
+    -> S = clip(exp(log|S|)) * (cos(phase) + i sin(phase)) -> iSTFT``. All layers run at frame
+    rate; only the fixed iSTFT touches audio rate.
+
+    Args:
+        cfg: :class:`ISTFTDecoderConfig`.
+        hop_length: the teacher's hop in samples (= the iSTFT hop).
+    Raises:
+        ConfigError: if ``n_fft`` does not suit the hop.
+    """
+
+    def __init__(self, cfg: ISTFTDecoderConfig, hop_length: int) -> None:
+        super().__init__()
+        if hop_length <= 0:
+            raise ConfigError(f"decoder (istft): hop_length must be positive, got {hop_length}")
+        self.cfg = cfg
+        self.hop_length = hop_length
+        self.n_fft = cfg.resolved_n_fft(hop_length)
+        self.n_freqs = self.n_fft // 2 + 1
+        self.max_magnitude = cfg.max_magnitude
+        self.embed = nn.Conv1d(cfg.inter_channels, cfg.dim, cfg.kernel_size,
+                               padding=cfg.kernel_size // 2)
+        self.cond = nn.Conv1d(cfg.gin_channels, cfg.dim, 1) if cfg.gin_channels > 0 else None
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        scale = cfg.layer_scale_init if cfg.layer_scale_init is not None else 1.0 / cfg.n_layers
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(cfg.dim, cfg.intermediate_dim, cfg.kernel_size, scale, cfg.layer_norm_eps)
+            for _ in range(cfg.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.head = nn.Linear(cfg.dim, 2 * self.n_freqs)
+        self.istft = InverseSTFT(self.n_fft, hop_length)
+
+    def spectrum(
+        self, z: torch.Tensor, g: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted complex spectrum as (real, imag), each [B, n_fft // 2 + 1, T_frames]."""
+        x = self.embed(z)
+        if self.cond is not None and g is not None:
+            x = x + self.cond(g)
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, 2F, T]
+        log_mag, phase = x[:, :self.n_freqs], x[:, self.n_freqs:]
+        mag = torch.clamp(torch.exp(log_mag), max=self.max_magnitude)
+        return mag * torch.cos(phase), mag * torch.sin(phase)
+
+    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode latents to audio.
+
+        Args:
+            z: latent, [B, inter_channels, T_frames].
+            g: speaker embedding, [B, gin_channels, 1], or None.
+        Returns:
+            wav, [B, 1, T_frames * hop_length] (not clipped).
+        """
+        real, imag = self.spectrum(z, g)
+        return self.istft(real, imag)
+
+    def remove_weight_norm(self) -> ISTFTDecoder:
+        """No weight norm here; present for a uniform decoder interface."""
+        return self
+
+
+def build_decoder(
+    kind: str, cfg: NixDecoderConfig | ISTFTDecoderConfig | dict[str, Any], hop_length: int
+) -> NixDecoder | ISTFTDecoder:
+    """Build a student decoder.
+
+    Args:
+        kind: ``"nix"`` or ``"istft"``.
+        cfg: the matching config dataclass, or its dict (without ``kind``).
+        hop_length: the teacher's ``audio.hop_length`` in samples.
+    Returns:
+        module with ``forward(z [B, inter, T_frames], g=None) -> wav [B, 1, T_frames*hop]``.
+    Raises:
+        ConfigError: unknown kind, config of the wrong kind, or a hop length mismatch.
+    """
+    if isinstance(cfg, dict):
+        cfg = decoder_config_from_dict(kind, cfg)
+    if kind not in DECODER_KINDS:
+        raise ConfigError(f"decoder kind must be one of {sorted(DECODER_KINDS)}, got {kind!r}")
+    if not isinstance(cfg, DECODER_KINDS[kind]):
+        raise ConfigError(f"decoder kind {kind!r} needs a {DECODER_KINDS[kind].__name__}")
+    if kind == "nix":
+        return NixDecoder(cfg, hop_length)
+    return ISTFTDecoder(cfg, hop_length)
