@@ -30,6 +30,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from nixdistill.config import ConfigError, check_upsampling, from_dict
 
+from .layers import DepthwiseSeparableConv1d
+
 __all__ = [
     "DECODER_KINDS",
     "NixDecoderConfig",
@@ -40,6 +42,7 @@ __all__ = [
     "decoder_config_from_dict",
     "build_decoder",
     "remove_weight_norm",
+    "folded_state_dict",
 ]
 
 
@@ -204,22 +207,28 @@ def remove_weight_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-class DepthwiseSeparableConv1d(nn.Module):
-    """Depthwise dilated conv (groups = channels) followed by a pointwise 1x1 conv.
+def folded_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict ``module`` would have after :func:`remove_weight_norm`, without mutating it.
 
-    Shapes: ``[B, C, T] -> [B, C, T]`` (same padding).
+    (``parametrize.remove_parametrizations`` on a deep copy breaks the original in torch 2.x,
+    so export folds the weights this way.)
     """
+    state = dict(module.state_dict())
+    for name, m in module.named_modules():
+        if parametrize.is_parametrized(m, "weight"):
+            prefix = f"{name}." if name else ""
+            for key in [k for k in state if k.startswith(f"{prefix}parametrizations.weight.")]:
+                del state[key]
+            state[f"{prefix}weight"] = m.weight.detach()
+    return state
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int = 1) -> None:
-        super().__init__()
-        self.depthwise = weight_norm(
-            nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
-                      padding=_same_padding(kernel_size, dilation), groups=channels)
-        )
-        self.pointwise = weight_norm(nn.Conv1d(channels, channels, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))
+def _ds_conv(channels: int, kernel_size: int, dilation: int) -> DepthwiseSeparableConv1d:
+    """Weight-normed depthwise-separable conv from :mod:`students.layers`, [B, C, T] -> same."""
+    conv = DepthwiseSeparableConv1d(channels, channels, kernel_size, dilation)
+    conv.depthwise = weight_norm(conv.depthwise)
+    conv.pointwise = weight_norm(conv.pointwise)
+    return conv
 
 
 class DSResBlock(nn.Module):
@@ -232,10 +241,10 @@ class DSResBlock(nn.Module):
         super().__init__()
         self.slope = slope
         self.convs1 = nn.ModuleList(
-            DepthwiseSeparableConv1d(channels, kernel_size, d) for d in dilations
+            _ds_conv(channels, kernel_size, d) for d in dilations
         )
         self.convs2 = nn.ModuleList(
-            DepthwiseSeparableConv1d(channels, kernel_size, 1) for _ in dilations
+            _ds_conv(channels, kernel_size, 1) for _ in dilations
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

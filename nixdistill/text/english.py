@@ -47,6 +47,7 @@ _ASCII_MAP = {"‘": "'", "’": "'", "‚": "'", "–": "-", "‐": "-", "‑":
               "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE", "ł": "l", "Ł": "L",
               "đ": "d", "Đ": "D", "&": " and ", "\u00a0": " "}
 _KEEP_NON_ASCII = set("¡¿—…«»“”")
+_BRACKETS = str.maketrans("[]{}", "()()")
 
 _COMMA_NUMBER = re.compile(r"([0-9][0-9,]+[0-9])")
 _POUNDS = re.compile(r"£([0-9][0-9,]*(?:\.[0-9]+)?)")
@@ -179,8 +180,9 @@ def to_ascii(text: str) -> str:
 
 
 def english_cleaners(text: str) -> str:
-    """keithito ``english_cleaners``: ASCII, lower case, numbers, abbreviations, whitespace."""
-    text = to_ascii(text).lower()
+    """keithito ``english_cleaners``: ASCII, lower case, numbers, abbreviations, whitespace
+    (square and curly brackets become parentheses)."""
+    text = to_ascii(text).lower().translate(_BRACKETS)
     text = expand_numbers(text)
     for pattern, full in _ABBREVIATIONS:
         text = pattern.sub(full, text)

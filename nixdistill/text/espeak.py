@@ -69,7 +69,8 @@ class EspeakFrontend(TextFrontend):
         if self.phoneme_id_map is not None:
             for required in (PAD, BOS, EOS):
                 if required not in self.phoneme_id_map:
-                    raise TextError(f"espeak: phoneme_id_map lacks the required symbol {required!r}")
+                    raise TextError(
+                        f"espeak: phoneme_id_map lacks the required symbol {required!r}")
             symbols = self._symbols_from_map(self.phoneme_id_map, n_vocab)
             add_blank = True
         elif symbols is None:

@@ -1,0 +1,183 @@
+"""Export a trained student (encoder run + decoder run) to one self-describing safetensors file.
+
+The file holds inference weights only -- the encoder without its training-only aligner, the
+decoder with weight norm folded in, no discriminators or optimiser state -- named
+``encoder.<key>`` / ``decoder.<key>``. Its string metadata (every value JSON-encoded) is:
+
+=====================  ==================================================================
+``format``             ``"nixdistill-student"``
+``format_version``     ``"1"``
+``encoder_config``     the ``NixEncoderConfig`` fields
+``decoder_config``     ``{"kind": "nix"|"istft", **fields}``
+``text_frontend``      ``TextFrontend.to_dict()`` (full symbol table / phoneme_id_map)
+``audio``              every ``AudioConfig`` field (sample_rate, hop_length, n_fft, ...)
+``teacher``            ``{"kind", "source", "n_params"}``
+``training_steps``     ``{"encoder": int, "decoder": int}``
+``nixdistill_version`` the version that wrote the file
+=====================  ==================================================================
+
+:func:`nixdistill.student.load_student` rebuilds everything from the file alone (in the spirit
+of nanoGPT's ``model_args`` and Piper's exported generator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import AudioConfig, ConfigError, from_dict
+from .students.decoder import folded_state_dict
+from .student import (
+    DECODER_PREFIX,
+    ENCODER_PREFIX,
+    FORMAT,
+    FORMAT_VERSION,
+    StudentFileError,
+    load_student,
+)
+
+__all__ = ["export_student", "write_student", "load_student", "decoder_from_run"]
+
+
+def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors wants contiguous tensors that share no memory.
+    return {prefix + k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def write_student(
+    out_path: str | Path, encoder: nn.Module, encoder_config: dict[str, Any],
+    decoder: nn.Module, decoder_config: dict[str, Any], text_frontend: dict[str, Any],
+    audio: AudioConfig | dict[str, Any], teacher: dict[str, Any],
+    training_steps: dict[str, int],
+) -> Path:
+    """Write a student file from in-memory modules (atomic: temp file, then rename).
+
+    Args:
+        out_path: destination ``.safetensors``.
+        encoder: a ``NixEncoder`` (its ``inference_state_dict()`` is saved when it has one).
+        encoder_config: its config fields.
+        decoder: a student decoder; weight norm is folded into the saved weights
+            (the module itself is not changed).
+        decoder_config: ``{"kind": ..., **fields}``.
+        text_frontend: ``frontend.to_dict()``.
+        audio: the teacher's audio settings.
+        teacher: ``{"kind", "source", "n_params"}``.
+        training_steps: ``{"encoder": steps, "decoder": steps}``.
+    Returns:
+        the written path.
+    Raises:
+        ConfigError: ``decoder_config`` without ``kind``.
+    """
+    if "kind" not in decoder_config:
+        raise ConfigError("decoder_config needs a 'kind' ('nix' or 'istft')")
+    audio_dict = dataclasses.asdict(audio) if isinstance(audio, AudioConfig) else dict(audio)
+    enc_state = (encoder.inference_state_dict() if hasattr(encoder, "inference_state_dict")
+                 else encoder.state_dict())
+    dec_state = folded_state_dict(decoder)
+    tensors = {**_tensors(ENCODER_PREFIX, enc_state), **_tensors(DECODER_PREFIX, dec_state)}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "encoder_config": encoder_config,
+        "decoder_config": decoder_config,
+        "text_frontend": text_frontend,
+        "audio": audio_dict,
+        "teacher": teacher,
+        "training_steps": training_steps,
+        "nixdistill_version": __version__,
+    }
+    from safetensors.torch import save_file
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
+    os.replace(tmp, out)
+    return out
+
+
+def decoder_from_run(run: str | Path | dict[str, Any]) -> tuple[nn.Module, dict[str, Any], dict]:
+    """Rebuild the trained decoder of a ``distil-decoder`` run, weight norm folded.
+
+    Args:
+        run: run folder, checkpoint file, or an already loaded checkpoint dict.
+    Returns:
+        (decoder in eval mode, decoder_config with ``kind``, checkpoint dict).
+    Raises:
+        CheckpointError: no checkpoint. StudentFileError: not a decoder run.
+    """
+    from .students.decoder import build_decoder
+    from .training.checkpoint import load_checkpoint
+
+    ckpt = run if isinstance(run, dict) else load_checkpoint(run)
+    config = ckpt.get("config") or {}
+    model = dict(config.get("model") or {})
+    if "decoder" not in ckpt.get("models", {}) or "kind" not in model:
+        raise StudentFileError(f"{ckpt.get('path', run)} is not a distil-decoder run")
+    hop = int(config["audio"]["hop_length"])
+    kind = model.pop("kind")
+    decoder = build_decoder(kind, model, hop)
+    decoder.load_state_dict(ckpt["models"]["decoder"])
+    decoder.remove_weight_norm().eval()
+    return decoder, {"kind": kind, **model}, ckpt
+
+
+def _encoder_from_run(run: str | Path) -> tuple[nn.Module, dict[str, Any], dict]:
+    from .students.encoder import NixEncoder, NixEncoderConfig
+    from .training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run)
+    model = (ckpt.get("config") or {}).get("model")
+    if "encoder" not in ckpt.get("models", {}) or not model:
+        raise StudentFileError(f"{ckpt.get('path', run)} is not a distil-encoder run")
+    cfg = from_dict(NixEncoderConfig, model, f"{run}:model")
+    encoder = NixEncoder(cfg)
+    encoder.load_state_dict(ckpt["models"]["encoder"])
+    return encoder.eval(), dataclasses.asdict(cfg), ckpt
+
+
+def export_student(
+    encoder_run: str | Path, decoder_run: str | Path, out_path: str | Path
+) -> Path:
+    """Combine an encoder run and a decoder run into one ``student.safetensors``.
+
+    Args:
+        encoder_run: a ``distil-encoder`` run folder (or checkpoint file).
+        decoder_run: a ``distil-decoder`` run folder (or checkpoint file).
+        out_path: destination file.
+    Returns:
+        the written path.
+    Raises:
+        CheckpointError: a run without checkpoint.
+        StudentFileError: a run of the wrong stage.
+        ConfigError: runs that do not fit together (hop length, latent channels, vocabulary).
+    """
+    encoder, enc_cfg, enc_ckpt = _encoder_from_run(encoder_run)
+    decoder, dec_cfg, dec_ckpt = decoder_from_run(decoder_run)
+    dec_meta = dec_ckpt.get("meta") or {}
+    enc_meta = enc_ckpt.get("meta") or {}
+    audio = dict(dec_ckpt["config"]["audio"])
+    enc_audio = (enc_ckpt.get("config") or {}).get("audio")
+    if enc_audio and int(enc_audio["hop_length"]) != int(audio["hop_length"]):
+        raise ConfigError(f"encoder run hop_length {enc_audio['hop_length']} != decoder run "
+                          f"hop_length {audio['hop_length']}")
+    if enc_cfg.get("inter_channels") != dec_cfg.get("inter_channels"):
+        raise ConfigError(f"encoder inter_channels {enc_cfg.get('inter_channels')} != decoder "
+                          f"inter_channels {dec_cfg.get('inter_channels')}")
+    frontend = enc_meta.get("text_frontend") or dec_meta.get("text_frontend")
+    if frontend is None:
+        raise StudentFileError("neither run records its text frontend (meta.text_frontend)")
+    teacher = enc_meta.get("teacher") or dec_meta.get("teacher") or {}
+    steps = {"encoder": int(enc_ckpt.get("step", 0)), "decoder": int(dec_ckpt.get("step", 0))}
+    out = write_student(out_path, encoder, enc_cfg, decoder, dec_cfg, frontend, audio, teacher,
+                        steps)
+    # Fail now, not at synthesis time, if the file does not rebuild.
+    load_student(out)
+    return out

@@ -1,0 +1,265 @@
+"""Training losses, as pure functions of tensors (no state, no modules).
+
+Sources:
+    * LSGAN adversarial and feature-matching losses: jik876/hifi-gan ``models.py`` and
+      jaywalnut310/vits ``losses.py`` (Mao et al. 2017, "Least Squares GANs").
+    * KL between posterior sample and prior: jaywalnut310/vits ``losses.kl_loss`` (VITS eq. 3-4,
+      Kim et al. 2021).
+    * Multi-resolution STFT loss (spectral convergence + log-magnitude L1): kan-bayashi
+      ParallelWaveGAN ``parallel_wavegan/losses/stft_loss.py`` (Yamamoto et al. 2020, eq. 1-4).
+
+All losses are computed in float32 whatever the autocast dtype of their inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import NixdistillError
+
+__all__ = [
+    "LossError",
+    "DiscriminatorLoss",
+    "GeneratorLoss",
+    "STFTLoss",
+    "STFTResolution",
+    "REFERENCE_SAMPLE_RATE",
+    "REFERENCE_RESOLUTIONS",
+    "discriminator_loss",
+    "generator_loss",
+    "feature_loss",
+    "kl_loss",
+    "mel_l1",
+    "scaled_resolutions",
+    "stft_magnitude",
+    "mr_stft_loss",
+]
+
+# Magnitude floor inside the square root, as in kan-bayashi ``stft()`` (clamp(min=1e-7)).
+MAGNITUDE_FLOOR = 1e-7
+
+
+class LossError(NixdistillError, ValueError):
+    """A loss cannot be computed for these settings (e.g. an STFT longer than the segment)."""
+
+
+class DiscriminatorLoss(NamedTuple):
+    """``total`` = Σ_k (real_k + fake_k); ``real``/``fake`` hold one scalar per discriminator."""
+
+    total: torch.Tensor
+    real: list[torch.Tensor]
+    fake: list[torch.Tensor]
+
+
+class GeneratorLoss(NamedTuple):
+    """``total`` = Σ_k per_discriminator_k."""
+
+    total: torch.Tensor
+    per_discriminator: list[torch.Tensor]
+
+
+class STFTLoss(NamedTuple):
+    """Multi-resolution STFT loss; ``total`` = spectral_convergence + log_magnitude, each
+    averaged over the resolutions."""
+
+    total: torch.Tensor
+    spectral_convergence: torch.Tensor
+    log_magnitude: torch.Tensor
+
+
+class STFTResolution(NamedTuple):
+    """One STFT analysis setting, all in samples."""
+
+    n_fft: int
+    hop_length: int
+    win_length: int
+
+
+# kan-bayashi ParallelWaveGAN / Nix-TTS decoder resolutions, defined for 22.05 kHz audio.
+REFERENCE_SAMPLE_RATE = 22050
+REFERENCE_RESOLUTIONS: tuple[STFTResolution, ...] = (
+    STFTResolution(1024, 128, 1024),
+    STFTResolution(2048, 256, 2048),
+    STFTResolution(512, 64, 512),
+)
+
+
+def discriminator_loss(
+    real_outputs: Sequence[torch.Tensor], fake_outputs: Sequence[torch.Tensor]
+) -> DiscriminatorLoss:
+    """LSGAN discriminator loss, Σ_k mean((1 - D_k(y))²) + mean(D_k(ŷ)²).
+
+    Args:
+        real_outputs: per-discriminator scores on real audio, each [B, ...].
+        fake_outputs: per-discriminator scores on generated audio (detached), same shapes.
+    Returns:
+        DiscriminatorLoss(total scalar, real [K scalars], fake [K scalars]).
+    Source: jaywalnut310/vits ``losses.discriminator_loss``.
+    """
+    real_losses, fake_losses = [], []
+    for d_real, d_fake in zip(real_outputs, fake_outputs, strict=True):
+        real_losses.append(torch.mean((1.0 - d_real.float()) ** 2))
+        fake_losses.append(torch.mean(d_fake.float() ** 2))
+    total = torch.stack(real_losses).sum() + torch.stack(fake_losses).sum()
+    return DiscriminatorLoss(total, real_losses, fake_losses)
+
+
+def generator_loss(fake_outputs: Sequence[torch.Tensor]) -> GeneratorLoss:
+    """LSGAN generator loss, Σ_k mean((1 - D_k(ŷ))²).
+
+    Args:
+        fake_outputs: per-discriminator scores on generated audio, each [B, ...].
+    Returns:
+        GeneratorLoss(total scalar, per_discriminator [K scalars]).
+    Source: jaywalnut310/vits ``losses.generator_loss``.
+    """
+    losses = [torch.mean((1.0 - d.float()) ** 2) for d in fake_outputs]
+    return GeneratorLoss(torch.stack(losses).sum(), losses)
+
+
+def feature_loss(
+    real_fmaps: Sequence[Sequence[torch.Tensor]], fake_fmaps: Sequence[Sequence[torch.Tensor]]
+) -> torch.Tensor:
+    """Feature-matching loss, Σ_k Σ_l mean(|F_kl(y) - F_kl(ŷ)|), real features detached.
+
+    Unlike jaywalnut310/vits and jik876/hifi-gan, this does *not* multiply by 2: the factor is
+    the loss weight (``loss_weights["fm"]``, default 2 in the teach stage), so that every weight
+    is visible in the config.
+
+    Args:
+        real_fmaps: per discriminator, a list of feature maps on real audio.
+        fake_fmaps: the same on generated audio.
+    Returns:
+        scalar tensor.
+    """
+    terms = [
+        torch.mean(torch.abs(r.float().detach() - g.float()))
+        for fr, fg in zip(real_fmaps, fake_fmaps, strict=True)
+        for r, g in zip(fr, fg, strict=True)
+    ]
+    return torch.stack(terms).sum()
+
+
+def kl_loss(
+    z_p: torch.Tensor, logs_q: torch.Tensor, m_p: torch.Tensor, logs_p: torch.Tensor,
+    z_mask: torch.Tensor,
+) -> torch.Tensor:
+    """KL(q(z|x) ‖ p(z|c)) estimated at the flowed posterior sample ``z_p = f(z)``.
+
+    ``kl = logs_p - logs_q - 1/2 + 1/2 (z_p - m_p)² exp(-2 logs_p)``, summed over valid
+    elements and divided by the number of valid mask entries (VITS eq. 3-4).
+
+    Args:
+        z_p: flowed posterior sample, [B, inter, T_frames].
+        logs_q: posterior log-std, [B, inter, T_frames].
+        m_p / logs_p: prior mean and log-std expanded to frames, [B, inter, T_frames].
+        z_mask: validity mask, [B, 1, T_frames] (1 valid, 0 padding).
+    Returns:
+        scalar tensor (nats per masked frame; the channel sum is *not* averaged, as in VITS).
+    Source: jaywalnut310/vits ``losses.kl_loss``.
+    """
+    z_p, logs_q, m_p, logs_p = z_p.float(), logs_q.float(), m_p.float(), logs_p.float()
+    z_mask = z_mask.float()
+    kl = logs_p - logs_q - 0.5 + 0.5 * (z_p - m_p) ** 2 * torch.exp(-2.0 * logs_p)
+    return torch.sum(kl * z_mask) / torch.sum(z_mask)
+
+
+def mel_l1(mel_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error between log-mel spectrograms, [B, n_mels, T_frames] each.
+
+    Source: jaywalnut310/vits ``train.py`` (``F.l1_loss(y_mel, y_hat_mel)``).
+    """
+    return F.l1_loss(mel_hat.float(), mel.float())
+
+
+def scaled_resolutions(
+    sample_rate: int,
+    resolutions: Sequence[STFTResolution] = REFERENCE_RESOLUTIONS,
+    reference_sample_rate: int = REFERENCE_SAMPLE_RATE,
+) -> list[STFTResolution]:
+    """Scale STFT resolutions defined at ``reference_sample_rate`` to ``sample_rate``.
+
+    All sizes are multiplied by one power of two, ``2 ** round(log2(sample_rate / reference))``,
+    so they stay powers of two and keep the same ratios: 22.05/16/24 kHz keep the reference,
+    8 kHz halves it ((512, 64, 512), (1024, 128, 1024), (256, 32, 256)), 44.1/48 kHz double it.
+
+    Args:
+        sample_rate: target rate in Hz.
+    Returns:
+        list of STFTResolution (samples).
+    Raises:
+        LossError: for a non-positive sample rate.
+    """
+    if sample_rate <= 0:
+        raise LossError(f"sample_rate must be positive, got {sample_rate}")
+    exponent = round(math.log2(sample_rate / reference_sample_rate))
+
+    def scale(n: int) -> int:
+        return max(1, int(n * 2.0**exponent))
+
+    return [STFTResolution(scale(r.n_fft), scale(r.hop_length), scale(r.win_length))
+            for r in resolutions]
+
+
+def stft_magnitude(y: torch.Tensor, resolution: STFTResolution) -> torch.Tensor:
+    """Magnitude STFT, ``sqrt(clamp(|X|², 1e-7))`` with a Hann window and ``center=True``.
+
+    Args:
+        y: waveform, [B, T_samples] or [B, 1, T_samples].
+    Returns:
+        [B, n_fft // 2 + 1, 1 + T_samples // hop_length].
+    Raises:
+        LossError: when the signal is too short for this ``n_fft`` (reflect padding needs
+            ``T_samples > n_fft // 2``).
+    Source: kan-bayashi ParallelWaveGAN ``losses/stft_loss.stft``.
+    """
+    if y.dim() == 3:
+        y = y.squeeze(1)
+    y = y.float()
+    if y.shape[-1] <= resolution.n_fft // 2:
+        raise LossError(
+            f"STFT n_fft={resolution.n_fft} needs more than {resolution.n_fft // 2} samples, "
+            f"the segment has {y.shape[-1]}; use smaller resolutions (scaled_resolutions) or a "
+            "longer train.segment_size"
+        )
+    window = torch.hann_window(resolution.win_length, device=y.device, dtype=y.dtype)
+    spec = torch.stft(
+        y, resolution.n_fft, hop_length=resolution.hop_length, win_length=resolution.win_length,
+        window=window, center=True, pad_mode="reflect", return_complex=True,
+    )
+    return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=MAGNITUDE_FLOOR))
+
+
+def mr_stft_loss(
+    y_hat: torch.Tensor, y: torch.Tensor, resolutions: Sequence[STFTResolution]
+) -> STFTLoss:
+    """Multi-resolution STFT loss (Yamamoto et al. 2020, Parallel WaveGAN eq. 1-4).
+
+    For each resolution: spectral convergence ``‖|Y| - |Ŷ|‖_F / ‖|Y|‖_F`` and log-magnitude
+    ``mean(|log|Y| - log|Ŷ||)``; each term is averaged over the resolutions.
+
+    Args:
+        y_hat: generated waveform, [B, 1, T_samples] or [B, T_samples].
+        y: target waveform, same shape.
+        resolutions: (n_fft, hop_length, win_length) in samples, e.g. ``scaled_resolutions(sr)``.
+    Returns:
+        STFTLoss(total, spectral_convergence, log_magnitude), scalars.
+    Raises:
+        LossError: for an empty resolution list or a signal shorter than an STFT.
+    Source: kan-bayashi ParallelWaveGAN ``losses/stft_loss.py``.
+    """
+    if not resolutions:
+        raise LossError("mr_stft_loss needs at least one STFT resolution")
+    sc_terms, mag_terms = [], []
+    for res in resolutions:
+        mag_hat = stft_magnitude(y_hat, res)
+        mag = stft_magnitude(y, res)
+        sc_terms.append(torch.linalg.norm(mag - mag_hat) / torch.linalg.norm(mag))
+        mag_terms.append(F.l1_loss(torch.log(mag), torch.log(mag_hat)))
+    sc = torch.stack(sc_terms).mean()
+    mag_loss = torch.stack(mag_terms).mean()
+    return STFTLoss(sc + mag_loss, sc, mag_loss)

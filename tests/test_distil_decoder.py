@@ -1,0 +1,134 @@
+"""``nixdistill distil-decoder`` on the tiny teacher, and export from real run folders."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nixdistill.cli import cli
+from nixdistill.config import ConfigError, load_config
+from nixdistill.export import decoder_from_run, export_student
+from nixdistill.student import load_student
+from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
+from nixdistill.teacher import build_teacher_model
+from nixdistill.text import build_frontend
+from nixdistill.training.checkpoint import load_checkpoint, save_checkpoint
+from nixdistill.training.distil_decoder import decoder_model_config
+
+
+def _train_checkpoint(stage: str, models: dict, config: dict, meta: dict) -> dict:
+    return {"format": "nixdistill-train", "stage": stage, "step": 0, "epoch": 0,
+            "batch_in_epoch": 0, "models": models, "optimizers": {}, "schedulers": {},
+            "scaler": {}, "rng": {}, "nan_skips": 0, "config": config, "meta": meta}
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    """A randomly initialised tiny VITS saved as a nixdistill teacher checkpoint."""
+    torch.manual_seed(0)
+    cfg = load_config("tiny/teacher")
+    frontend = build_frontend(cfg.text)
+    model, _ = build_teacher_model(cfg, frontend)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_checkpoint(path, _train_checkpoint("teach", {"generator": model.state_dict()},
+                                            cfg.to_dict(), {}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_run(tmp_path_factory, tiny_teacher):
+    """Stand-in for a distil-encoder run: a random tiny NixEncoder in the loop's format."""
+    torch.manual_seed(1)
+    cfg = load_config("tiny/teacher")
+    frontend = build_frontend(cfg.text)
+    enc_cfg = NixEncoderConfig(
+        n_vocab=frontend.n_vocab, inter_channels=cfg.model["inter_channels"],
+        hidden_channels=16, filter_channels=16, kernel_size=3, text_dilations=[1, 2],
+        latent_dilations=[1, 2], dp_channels=8, dp_filter_channels=8, dp_dilations=[1],
+        n_mels=cfg.audio.n_mels, attention_channels=8,
+    )
+    encoder = NixEncoder(enc_cfg)
+    run = tmp_path_factory.mktemp("encoder_run")
+    config = {**cfg.to_dict(), "model": dataclasses.asdict(enc_cfg)}
+    meta = {"text_frontend": frontend.to_dict(),
+            "teacher": {"kind": "nixdistill", "source": str(tiny_teacher), "n_params": 1}}
+    ckpt = _train_checkpoint("distil_encoder", {"encoder": encoder.state_dict()}, config, meta)
+    ckpt["step"] = 7
+    save_checkpoint(run / "checkpoints" / "last.pt", ckpt)
+    return run
+
+
+def _distil(tmp_path, teacher, data, config, *extra):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["--device", "cpu", "--seed", "3", "distil-decoder",
+                                 "--teacher", str(teacher), "--data", str(data),
+                                 "--config", config, "--out", str(out), *extra],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.parametrize("kind", ["nix", "istft"])
+def test_distil_decoder_trains_both_kinds(tmp_path, tiny_teacher, tiny_ljspeech, kind):
+    out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, f"tiny/decoder_{kind}",
+                  "--max-steps", "2")
+    ckpt = load_checkpoint(out)
+    assert ckpt["step"] == 2
+    assert ckpt["stage"] == "distil_decoder"
+    assert set(ckpt["models"]) == {"decoder", "discriminator"}
+    assert ckpt["config"]["model"]["kind"] == kind
+    assert ckpt["meta"]["latent_source"] == "posterior"
+    assert ckpt["meta"]["text_frontend"]["symbols"]
+    # Every configured loss term was logged to TensorBoard.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for term in ("adv", "fm", "mel", "stft", "teacher_stft"):
+        assert any(t.endswith(f"/{term}") for t in tags), (term, tags)
+    assert any(t.endswith("mel_l1") for t in tags), tags
+    decoder, dec_cfg, _ = decoder_from_run(out)
+    assert dec_cfg["kind"] == kind
+    z = torch.randn(1, dec_cfg["inter_channels"], 5)
+    assert decoder(z).shape == (1, 1, 5 * 16)
+
+
+def test_distil_decoder_with_encoder_writes_student(tmp_path, tiny_teacher, tiny_ljspeech,
+                                                     tiny_encoder_run):
+    """--encoder mixes in encoder latents and exports RUN/student.safetensors at the end."""
+    out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, "tiny/decoder_istft",
+                  "--max-steps", "1", "--latents", "prior", "--encoder", str(tiny_encoder_run))
+    student = load_student(out / "student.safetensors")
+    assert student.metadata["training_steps"] == {"encoder": 7, "decoder": 1}
+    assert student.metadata["teacher"]["kind"] == "nixdistill"
+    wav = student.synthesize("a test", noise_scale=0.0)
+    assert wav.ndim == 1 and len(wav) % student.audio.hop_length == 0
+    # The CLI export of the same runs gives identical weights and synthesis.
+    again = tmp_path / "again.safetensors"
+    r = CliRunner().invoke(cli, ["export", "--encoder", str(tiny_encoder_run), "--decoder",
+                                 str(out), "--out", str(again)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    s2 = load_student(again)
+    for a, b in zip(student.decoder.state_dict().values(), s2.decoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (s2.synthesize("a test", noise_scale=0.0) == wav).all()
+
+
+def test_export_refuses_swapped_runs(tmp_path, tiny_encoder_run):
+    from nixdistill.student import StudentFileError
+
+    with pytest.raises(StudentFileError, match="distil-decoder"):
+        export_student(tiny_encoder_run, tiny_encoder_run, tmp_path / "s.safetensors")
+
+
+def test_decoder_config_takes_inter_channels_from_teacher():
+    kind, cfg = decoder_model_config({"kind": "istft", "dim": 8}, 24, "t")
+    assert kind == "istft" and cfg.inter_channels == 24
+    with pytest.raises(ConfigError, match="inter_channels"):
+        decoder_model_config({"kind": "nix", "inter_channels": 8}, 24, "t")
+    with pytest.raises(ConfigError, match="kind"):
+        decoder_model_config({"dim": 8}, 24, "t")

