@@ -56,7 +56,6 @@ from .config import AudioConfig, TextConfig
 from .errors import NixdistillError
 from .eval_quality import (
     EVAL_HINT,
-    QualityError,
     Transcriber,
     dnsmos,
     error_rate,
@@ -97,6 +96,8 @@ QUARTILES = (0.25, 0.75)
 BENCH_TEXT_FILES = {"en": "bench_en.txt", "ko": "bench_ko.txt"}
 """Bundled sentence lists (``nixdistill.resources``) by teacher language."""
 MEL_PLOT_DPI = 100
+RTF_PLOT_MIN_WIDTH_IN = 6.0
+"""Smallest width of the RTF bar chart, in inches."""
 
 
 class BenchmarkError(NixdistillError, ValueError):
@@ -724,7 +725,7 @@ def _plot_rtf(speed: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     names = list(speed)
     thread_keys = list(next(iter(speed.values())))
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(2.5 + 1.8 * len(thread_keys) * len(names) / 2, 4))
+    fig, ax = plt.subplots(figsize=(max(RTF_PLOT_MIN_WIDTH_IN, 1.2 * len(thread_keys) * len(names)), 4))
     for i, name in enumerate(names):
         xs = np.arange(len(thread_keys)) + i * width
         enc = [speed[name][k]["encoder_rtf"]["median"] for k in thread_keys]
@@ -737,7 +738,7 @@ def _plot_rtf(speed: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     ax.set_xticks(np.arange(len(thread_keys)) + width * (len(names) - 1) / 2)
     ax.set_xticklabels([f"{k} thread(s)" for k in thread_keys])
     ax.set_ylabel("RTF (lower is faster)")
-    ax.set_title("Real-time factor, median (bars: encoder + decoder; whiskers: IQR end to end)")
+    ax.set_title("RTF median: encoder + decoder (whiskers: IQR)")
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=MEL_PLOT_DPI)

@@ -37,6 +37,8 @@ __all__ = [
     "QualityError",
     "missing_extras",
     "language_of",
+    "uses_cer",
+    "default_cache_dir",
     "normalize_transcript",
     "edit_distance",
     "error_rate",

@@ -43,7 +43,9 @@ from .student import (
     load_student,
 )
 
-__all__ = ["export_student", "write_student", "load_student", "decoder_from_run"]
+__all__ = [
+    "export_student", "write_student", "load_student", "decoder_from_run", "encoder_from_run",
+]
 
 
 def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -129,17 +131,35 @@ def decoder_from_run(run: str | Path | dict[str, Any]) -> tuple[nn.Module, dict[
     return decoder, {"kind": kind, **model}, ckpt
 
 
-def _encoder_from_run(run: str | Path) -> tuple[nn.Module, dict[str, Any], dict]:
+def encoder_from_run(
+    run: str | Path, with_aligner: bool = False
+) -> tuple[nn.Module, dict[str, Any], dict]:
+    """Rebuild the trained encoder of a ``distil-encoder`` run.
+
+    The config is read from ``meta["encoder_config"]`` when present, else ``config["model"]``.
+
+    Args:
+        run: run folder or checkpoint file.
+        with_aligner: keep the training-only aligner (needed to run ``forward`` on mels).
+    Returns:
+        (NixEncoder in eval mode, its config dict, checkpoint dict).
+    Raises:
+        CheckpointError: no checkpoint. StudentFileError: not an encoder run.
+        ConfigError: an invalid encoder config.
+    """
     from .students.encoder import NixEncoder, NixEncoderConfig
     from .training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(run)
-    model = (ckpt.get("config") or {}).get("model")
+    model = (ckpt.get("meta") or {}).get("encoder_config") or (ckpt.get("config") or {}).get("model")
     if "encoder" not in ckpt.get("models", {}) or not model:
         raise StudentFileError(f"{ckpt.get('path', run)} is not a distil-encoder run")
     cfg = from_dict(NixEncoderConfig, model, f"{run}:model")
-    encoder = NixEncoder(cfg)
-    encoder.load_state_dict(ckpt["models"]["encoder"])
+    encoder = NixEncoder(cfg, with_aligner=with_aligner)
+    state = ckpt["models"]["encoder"]
+    if not with_aligner:
+        state = {k: v for k, v in state.items() if not k.startswith("aligner.")}
+    encoder.load_state_dict(state)
     return encoder.eval(), dataclasses.asdict(cfg), ckpt
 
 
@@ -159,7 +179,7 @@ def export_student(
         StudentFileError: a run of the wrong stage.
         ConfigError: runs that do not fit together (hop length, latent channels, vocabulary).
     """
-    encoder, enc_cfg, enc_ckpt = _encoder_from_run(encoder_run)
+    encoder, enc_cfg, enc_ckpt = encoder_from_run(encoder_run)
     decoder, dec_cfg, dec_ckpt = decoder_from_run(decoder_run)
     dec_meta = dec_ckpt.get("meta") or {}
     enc_meta = enc_ckpt.get("meta") or {}

@@ -50,7 +50,8 @@ class LatentBatch(NamedTuple):
 
     z: teacher latent, [B, inter, T_frames] (zero on padded frames).
     y_lengths: valid frames, [B] int64.
-    mel: log-mel of the audio the latents describe (aligner queries), [B, n_mels, T_frames].
+    mel: log-mel of the audio the latents describe (aligner queries), [B, n_mels, T_frames],
+        zero on padded frames.
     w_ceil: teacher durations in frames per token, [B, T_text] int64 (prior), else None.
     wav: audio, [B, 1, T_samples]: the teacher's own synthesis (prior) or the real audio
         (posterior).
@@ -153,7 +154,8 @@ def _posterior(teacher, batch, gen, settings: LatentSettings) -> LatentBatch:
     post = teacher.model.posterior(y, batch.spec_lengths, _sid(teacher, batch),
                                    noise_scale=settings.posterior_noise_scale, generator=gen)
     mask = _frame_mask(batch.spec_lengths, post.z.shape[2]).to(post.z.dtype)
-    return LatentBatch(post.z * mask, batch.spec_lengths.long(), mel, None, batch.y,
+    mel = mel[:, :, : post.z.shape[2]]
+    return LatentBatch(post.z * mask, batch.spec_lengths.long(), mel * mask, None, batch.y,
                        post.m_q * mask, post.logs_q * mask)
 
 
@@ -171,7 +173,7 @@ def _prior(teacher, batch, gen, settings: LatentSettings) -> LatentBatch:
     t_frames = out.z.shape[2]
     if mel.shape[2] < t_frames:  # a decoder that returned fewer samples than frames * hop
         mel = torch.nn.functional.pad(mel, (0, t_frames - mel.shape[2]))
-    return LatentBatch(out.z * out.y_mask, y_lengths, mel[:, :, :t_frames],
+    return LatentBatch(out.z * out.y_mask, y_lengths, mel[:, :, :t_frames] * out.y_mask,
                        out.w_ceil.reshape(out.w_ceil.shape[0], -1).long(), wav)
 
 

@@ -16,8 +16,10 @@ matmul plus ``conv_transpose1d`` overlap-add (no ``torch.istft``). A JSON sideca
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -77,12 +79,10 @@ class EncoderGraph(nn.Module):
 
 
 def _require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("onnx") is None:
         raise OnnxExportError(
             "ONNX export needs the 'onnx' package: pip install 'nixdistill[piper]' (or onnx)"
-        ) from None
+        )
 
 
 def export_onnx(student_path: str | Path, out_path: str | Path) -> OnnxPaths:
@@ -122,7 +122,10 @@ def export_onnx(student_path: str | Path, out_path: str | Path) -> OnnxPaths:
         args += (torch.zeros(1, dtype=torch.long),)
         names.append("sid")
         axes["sid"] = {0: "batch"}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter announces its own deprecation; it is chosen on purpose (no
+        # onnxscript dependency), so that one warning category is muted here only.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             EncoderGraph(student.encoder).eval(), args, str(paths.encoder), input_names=names,
             output_names=["z", "w_ceil", "y_mask"], dynamic_axes=axes, opset_version=ONNX_OPSET,

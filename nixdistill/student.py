@@ -29,6 +29,7 @@ __all__ = [
     "StudentFileError",
     "StudentFormatError",
     "StudentShapeError",
+    "StudentInputError",
     "StudentOutput",
     "Student",
     "build_encoder",
@@ -57,6 +58,10 @@ class StudentFormatError(StudentFileError):
 
 class StudentShapeError(StudentFileError):
     """A tensor in the file does not fit the model its own metadata describes."""
+
+
+class StudentInputError(NixdistillError, ValueError):
+    """A synthesis argument the model cannot take (e.g. a speaker id it does not have)."""
 
 
 class StudentOutput(NamedTuple):
@@ -154,11 +159,12 @@ class Student:
         Args:
             text: the transcript (the frontend normalises / phonemises it).
             noise_scale: latent temperature. length_scale: > 1 speaks slower.
-            speaker: speaker id for multi-speaker models.
+            speaker: speaker id for multi-speaker models (default 0).
         Returns:
             waveform at ``sample_rate`` Hz, [T_samples], float32.
         Raises:
             TextError: empty text or symbols outside the model's table.
+            StudentInputError: a speaker id the model does not have.
         """
         if not text or not text.strip():
             raise TextError("cannot synthesize empty text")
@@ -168,9 +174,20 @@ class Student:
         device = next(self.decoder.parameters()).device
         x = torch.tensor([ids], dtype=torch.long, device=device)
         x_lengths = torch.tensor([len(ids)], dtype=torch.long, device=device)
-        sid = None if speaker is None else torch.tensor([speaker], dtype=torch.long, device=device)
+        sid = self._speaker_id(speaker, device)
         out = self.infer_ids(x, x_lengths, sid, noise_scale, length_scale)
         return out.wav[0, 0].float().cpu().numpy()
+
+    def _speaker_id(self, speaker: int | None, device: torch.device) -> torch.Tensor | None:
+        n_speakers = int(self.metadata.get("encoder_config", {}).get("n_speakers", 0))
+        if n_speakers <= 1:
+            if speaker not in (None, 0):
+                raise StudentInputError(f"this student has a single speaker; got speaker {speaker}")
+            return None
+        speaker = 0 if speaker is None else speaker
+        if not 0 <= speaker < n_speakers:
+            raise StudentInputError(f"speaker must be in [0, {n_speakers}), got {speaker}")
+        return torch.tensor([speaker], dtype=torch.long, device=device)
 
     def to(self, device: torch.device | str) -> Student:
         """Move both modules to ``device`` (in place); returns self."""

@@ -256,7 +256,8 @@ class StochasticDurationPredictor(nn.Module):
     ) -> None:
         super().__init__()
         self.pre = nn.Conv1d(in_channels, channels, 1)
-        self.cond_stack = DSConvStack(channels, filter_channels, kernel_size, dilations, dropout, gin_channels)
+        self.cond_stack = DSConvStack(channels, filter_channels, kernel_size, dilations, dropout,
+                                      gin_channels)
         flows: list[nn.Module] = [_ElementwiseAffine(2)]
         for _ in range(n_flows):
             flows += [_AffineCoupling(channels, filter_channels, kernel_size, flow_dilations), _Flip()]
@@ -318,7 +319,8 @@ class LatentEncoder(nn.Module):
         dropout: float, inter_channels: int, gin_channels: int = 0,
     ) -> None:
         super().__init__()
-        self.stack = DSConvStack(hidden_channels, filter_channels, kernel_size, dilations, dropout, gin_channels)
+        self.stack = DSConvStack(hidden_channels, filter_channels, kernel_size, dilations, dropout,
+                                 gin_channels)
         self.proj = nn.Conv1d(hidden_channels, 2 * inter_channels, 1)
 
     def forward(

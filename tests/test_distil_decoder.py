@@ -116,6 +116,26 @@ def test_distil_decoder_with_encoder_writes_student(tmp_path, tiny_teacher, tiny
     for a, b in zip(student.decoder.state_dict().values(), s2.decoder.state_dict().values()):
         assert torch.equal(a, b)
     assert (s2.synthesize("a test", noise_scale=0.0) == wav).all()
+    r = CliRunner().invoke(cli, ["export", "--encoder", str(tiny_encoder_run), "--decoder",
+                                 str(out), "--out", str(tmp_path / "s.onnx"), "--format", "onnx"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in tmp_path.glob("s.*")} == {
+        "s.encoder.onnx", "s.decoder.onnx", "s.onnx.json"}
+
+
+@pytest.mark.slow
+def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
+    """60 steps on the tiny teacher lower the mel L1 against the teacher's output."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, "tiny/decoder_istft",
+                  "--max-steps", "60")
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    mel = [e.value for e in acc.Scalars("train/mel")]
+    window = 10
+    assert sum(mel[-window:]) / window < 0.8 * sum(mel[:window]) / window
 
 
 def test_export_refuses_swapped_runs(tmp_path, tiny_encoder_run):

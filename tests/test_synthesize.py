@@ -46,7 +46,8 @@ def test_synthesize_text_file_writes_one_wav_per_line(tmp_path, student_file):
     assert all(np.isfinite(sf.read(f)[0]).all() for f in files)
 
 
-@pytest.mark.parametrize("case", ["empty", "unknown", "missing", "not_student", "both"])
+@pytest.mark.parametrize("case", ["empty", "unknown", "missing", "not_student", "both",
+                                  "speaker"])
 def test_user_errors_are_one_line_without_traceback(tmp_path, student_file, capsys, case):
     not_student = tmp_path / "x.safetensors"
     not_student.write_text("hello", encoding="utf-8")
@@ -56,6 +57,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, student_file, caps
         "missing": ["--model", str(tmp_path / "nope.safetensors"), "--text", "hi"],
         "not_student": ["--model", str(not_student), "--text", "hi"],
         "both": ["--model", str(student_file), "--teacher", "x", "--text", "hi"],
+        "speaker": ["--model", str(student_file), "--text", "hi", "--speaker", "3"],
     }[case]
     with pytest.raises(SystemExit) as exc:
         main(["synthesize", *args, "--out", str(tmp_path / "o.wav")])

@@ -355,27 +355,6 @@ def _datasets(utterances, teacher, has_audio: bool, eval_size: int):
     return TextOnlyDataset(train_u, teacher.frontend), TextOnlyDataset(eval_u, teacher.frontend)
 
 
-def load_student_encoder(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """The trained student encoder of a ``distil-encoder`` run (aligner kept, frozen, eval).
-
-    Returns:
-        (NixEncoder, its checkpoint dict).
-    Raises:
-        CheckpointError: no checkpoint; ConfigError: no encoder config in it.
-    """
-    from ..students.encoder import NixEncoder, NixEncoderConfig
-    from .checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(run_dir)
-    model = (ckpt.get("config") or {}).get("model")
-    if "encoder" not in ckpt.get("models", {}) or model is None:
-        raise ConfigError(f"{run_dir}: not a distil-encoder run (no encoder weights/config)")
-    enc = NixEncoder(from_dict(NixEncoderConfig, model, f"{run_dir}:model"))
-    enc.load_state_dict(ckpt["models"]["encoder"])
-    enc.eval().requires_grad_(False).to(device)
-    return enc, ckpt
-
-
 def run_distil_decoder(
     teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
     latents: str = "auto", encoder_run: str | Path | None = None, device: str = "cpu",
@@ -426,9 +405,12 @@ def run_distil_decoder(
     source = choose_latent_source(teacher, has_audio, latents)
     train_set, eval_set = _datasets(utterances, teacher, has_audio and source == "posterior",
                                     cfg.data.val_size)
-    encoder = encoder_ckpt = None
+    encoder = None
     if encoder_run is not None:
-        encoder, encoder_ckpt = load_student_encoder(encoder_run, device)
+        from ..export import encoder_from_run
+
+        encoder, _, _ = encoder_from_run(encoder_run, with_aligner=source == "posterior")
+        encoder.requires_grad_(False).to(device)
     stage = DistilDecoderStage(teacher, cfg, kind, dec_cfg, train_set, eval_set, source, encoder)
     meta = {
         "stage": STAGE_NAME,

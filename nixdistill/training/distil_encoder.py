@@ -168,6 +168,7 @@ class DistilEncoderStage:
         from ..students.encoder import NixEncoder
 
         self.teacher = teacher
+        teacher.model.eval().requires_grad_(False)  # frozen: never trained, never in train mode
         self.cfg = cfg
         self.train_cfg = cfg.train
         self.audio = teacher.audio
@@ -326,14 +327,18 @@ class DistilEncoderStage:
 
     def _log_alignment(self, batch, ctx) -> None:
         """Student alignment (soft and hard) of one held-out item and its latent statistics."""
+        from .logging import plot_alignment
+
         gen = torch.Generator(device=ctx.device)
         gen.manual_seed(self.train_cfg.seed)
         lat = teacher_latents(self.teacher, batch, self.source, gen, self.latent_settings)
         out = self.encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
         n_tok, n_frames = int(batch.x_lengths[0]), int(lat.y_lengths[0])
         # [T_frames, T_text] -> image rows = tokens, columns = frames
-        ctx.log_image("align/soft", out.attn_soft[0, 0, :n_frames, :n_tok].T.cpu())
-        ctx.log_image("align/hard", out.attn_hard[0, 0, :n_frames, :n_tok].T.cpu())
+        ctx.log_image("align/soft", plot_alignment(out.attn_soft[0, 0, :n_frames, :n_tok].T.cpu(),
+                                                   "student soft alignment"))
+        ctx.log_image("align/hard", plot_alignment(out.attn_hard[0, 0, :n_frames, :n_tok].T.cpu(),
+                                                   "student hard alignment (MAS)"))
         z_t = lat.z[0, :, :n_frames]
         ctx.log_scalars({
             "z_teacher_mean": float(z_t.mean()), "z_teacher_std": float(z_t.std()),

@@ -1,0 +1,426 @@
+"""Stage 1, ``teach``: train a VITS / VITS2 teacher with MAS (jaywalnut310/vits ``train.py``).
+
+One step (VITS Algorithm, ``train_and_evaluate``):
+
+1. generator forward: posterior ``enc_q`` on the linear (or, VITS2, mel) spectrogram, flow,
+   monotonic alignment search (noise-scaled in VITS2), duration loss and a decoded random
+   segment ``y_hat`` of ``segment_size`` samples starting at ``ids_slice * hop_length``;
+2. discriminator step: LSGAN on the real segment vs ``y_hat.detach()``;
+3. generator step: ``Σ_k w_k L_k`` over ``adv`` (LSGAN), ``fm`` (feature matching), ``mel``
+   (L1 of log-mels), ``kl`` (VITS eq. 3-4), ``dur`` (SDP NLL or log-duration MSE per token) and
+   optionally ``stft`` (multi-resolution STFT, sample-rate scaled).
+
+Loss weights come from ``train.loss_weights`` (defaults :data:`DEFAULT_LOSS_WEIGHTS`, VITS'
+values; ``fm`` is 2 because :func:`nixdistill.losses.feature_loss` omits VITS' built-in ×2).
+Stage options come from ``train.extra`` (:class:`TeachOptions`).
+
+``--init REF`` fine-tunes a loaded teacher. A teacher with a posterior encoder is fine-tuned
+whole. A prior-only teacher (Piper) gets a fresh ``enc_q`` trained against its frozen
+``enc_p``/``dp``/``flow``/``dec`` with the KL and mel losses only, so that posterior latents can be
+used for distillation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..audio import audio_kwargs, mel_spectrogram, spec_to_mel
+from ..config import ConfigError, ExperimentConfig, config_from_raw, from_dict, load_config
+from ..data import AudioTextDataset, Batch, collate, make_loader, read_dataset
+from ..discriminators import CombinedDiscriminator
+from ..errors import NixdistillError
+from ..losses import (discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1,
+                      mr_stft_loss, scaled_resolutions)
+from ..teachers.commons import slice_segments
+from ..teachers.vits import VITS, VITSConfig
+from .loop import StepContext, Trainer, TrainResult, make_adamw
+from .logging import plot_alignment, plot_spectrogram
+
+__all__ = ["DEFAULT_LOSS_WEIGHTS", "TeachOptions", "TeachStage", "TeachError", "run_teach",
+           "split_utterances"]
+
+#: jaywalnut310/vits ``train.py``: loss_gen + loss_fm (x2 inside) + c_mel·mel + loss_dur + c_kl·kl.
+DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
+    "adv": 1.0, "fm": 2.0, "mel": 45.0, "kl": 1.0, "dur": 1.0, "stft": 0.0,
+}
+#: Sub-modules frozen when a prior-only teacher is given a new posterior encoder.
+PRIOR_ONLY_FROZEN = ("enc_p", "dp", "flow", "dec", "emb_g")
+CONFIG_FILENAME = "config.json"
+
+
+class TeachError(NixdistillError):
+    """The teach stage cannot run with these inputs (no usable items, bad options)."""
+
+
+@dataclass
+class TeachOptions:
+    """``train.extra`` settings of the teach stage.
+
+    Attributes:
+        disc_periods: periods of the period discriminators, in samples (VITS: 2,3,5,7,11).
+        disc_n_scales: scale discriminators (VITS: 1; HiFi-GAN: 3).
+        disc_channel_scale: width multiplier of the discriminators (tests: 1/16).
+        disc_use_spectral_norm: spectral instead of weight norm (VITS: False).
+        freeze: generator sub-modules kept frozen (e.g. ``["dec", "flow"]``). When ``dec`` is
+            frozen the discriminator is not trained and ``adv``/``fm`` are skipped.
+        eval_items: validation items scored per evaluation (the first one is also rendered
+            and logged as audio).
+        eval_max_frames_factor: cap on generated frames at evaluation, as a multiple of the
+            real clip's frames (an untrained duration predictor can be very slow otherwise).
+        eval_noise_scale / eval_noise_scale_w: sampling noise of evaluation synthesis.
+    """
+
+    disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    disc_n_scales: int = 1
+    disc_channel_scale: float = 1.0
+    disc_use_spectral_norm: bool = False
+    freeze: list[str] = field(default_factory=list)
+    eval_items: int = 4
+    eval_max_frames_factor: float = 4.0
+    eval_noise_scale: float = 0.667
+    eval_noise_scale_w: float = 0.8
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.freeze) - {"enc_p", "enc_q", "dp", "flow", "dec", "emb_g"})
+        if bad:
+            raise ConfigError(f"train.extra.freeze: unknown sub-module(s) {bad}")
+        if self.disc_channel_scale <= 0:
+            raise ConfigError("train.extra.disc_channel_scale must be positive")
+        if self.eval_items < 1:
+            raise ConfigError("train.extra.eval_items must be >= 1")
+
+
+def loss_weights(train_loss_weights: dict[str, float]) -> dict[str, float]:
+    """Defaults overridden by ``train.loss_weights``.
+
+    Raises:
+        ConfigError: for a name the teach stage does not know.
+    """
+    unknown = sorted(set(train_loss_weights) - set(DEFAULT_LOSS_WEIGHTS))
+    if unknown:
+        raise ConfigError(f"train.loss_weights: unknown loss(es) {unknown} for teach; known: "
+                          f"{sorted(DEFAULT_LOSS_WEIGHTS)}")
+    return {**DEFAULT_LOSS_WEIGHTS, **{k: float(v) for k, v in train_loss_weights.items()}}
+
+
+def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
+    return nn.functional.pad(x, (0, length - x.shape[-1])) if x.shape[-1] < length else x
+
+
+class TeachStage:
+    """VITS/VITS2 training stage for :class:`~nixdistill.training.loop.Trainer`.
+
+    Args:
+        exp: experiment config (audio, train; ``train.extra`` parsed as :class:`TeachOptions`).
+        generator: the :class:`~nixdistill.teachers.vits.VITS` to train (with ``enc_q``).
+        train_set / val_set: :class:`~nixdistill.data.AudioTextDataset` s.
+    Raises:
+        ConfigError: unknown loss weights or options; an enabled duration discriminator.
+    """
+
+    name = "teach"
+
+    def __init__(self, exp: ExperimentConfig, generator: VITS, train_set: AudioTextDataset,
+                 val_set: AudioTextDataset):
+        self.exp = exp
+        self.audio = exp.audio
+        self.train_cfg = exp.train
+        self.options = from_dict(TeachOptions, dict(exp.train.extra), f"{exp.source}:train.extra")
+        self.weights = loss_weights(exp.train.loss_weights)
+        if generator.config.use_duration_discriminator:
+            raise ConfigError("model.use_duration_discriminator: the VITS2 duration "
+                              "discriminator is not supported by teach yet; set it to false")
+        if generator.enc_q is None:
+            raise ConfigError("teach needs a generator with a posterior encoder (enc_q)")
+        self.generator = generator
+        for name in self.options.freeze:
+            sub = getattr(generator, name)
+            if sub is not None:
+                sub.requires_grad_(False)
+        self.train_decoder = "dec" not in self.options.freeze
+        self.discriminator = CombinedDiscriminator(
+            self.options.disc_periods, self.options.disc_n_scales,
+            self.options.disc_channel_scale, self.options.disc_use_spectral_norm)
+        self.train_set = train_set
+        self.val_set = val_set
+        self.hop_length = self.audio.hop_length
+        self.segment_frames = generator.segment_size
+        self.stft_resolutions = (scaled_resolutions(self.audio.sample_rate)
+                                 if self.weights["stft"] > 0 else [])
+        self._val_batch: Batch | None = None
+
+    # -- protocol ------------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"generator": self.generator}
+        if self.train_decoder:
+            mods["discriminator"] = self.discriminator
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"generator": make_adamw(
+            [p for p in self.generator.parameters() if p.requires_grad], self.train_cfg)}
+        if self.train_decoder:
+            opts["discriminator"] = make_adamw(self.discriminator.parameters(), self.train_cfg)
+        return opts
+
+    def loader(self) -> torch.utils.data.DataLoader:
+        return make_loader(self.train_set, self.train_cfg.batch_size, seed=self.train_cfg.seed,
+                           shuffle=True, num_workers=self.train_cfg.num_workers,
+                           ddp=torch.distributed.is_initialized())
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _sid(self, batch: Batch) -> torch.Tensor | None:
+        return batch.sid if self.generator.n_speakers > 1 else None
+
+    def _mel_from_spec(self, spec: torch.Tensor) -> torch.Tensor:
+        a = self.audio
+        return spec_to_mel(spec, a.sample_rate, a.n_fft, a.n_mels, a.f_min, a.f_max)
+
+    def _mel_from_wav(self, wav: torch.Tensor) -> torch.Tensor:
+        return mel_spectrogram(wav.squeeze(1).float(), **audio_kwargs(self.audio))
+
+    def _posterior_input(self, batch: Batch, mel: torch.Tensor) -> torch.Tensor:
+        return mel if self.generator.config.use_mel_posterior_encoder else batch.spec
+
+    # -- training ------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, ctx: StepContext) -> dict[str, Any]:
+        """One VITS step (discriminator then generator); returns the named losses."""
+        gen_model = self.generator
+        if gen_model.config.use_noise_scaled_mas:
+            gen_model.current_mas_noise_scale = gen_model.mas_noise_scale_at(ctx.step)
+        mel = self._mel_from_spec(batch.spec)  # [B, n_mels, T_frames]
+        with ctx.autocast():
+            out = ctx.model("generator")(batch.x, batch.x_lengths,
+                                         self._posterior_input(batch, mel),
+                                         batch.spec_lengths, self._sid(batch))
+        seg_samples = self.segment_frames * self.hop_length
+        y = slice_segments(_pad_to(batch.y, (int(out.ids_slice.max()) + self.segment_frames)
+                                   * self.hop_length), out.ids_slice * self.hop_length,
+                           seg_samples)
+        y_mel = slice_segments(_pad_to(mel, int(out.ids_slice.max()) + self.segment_frames),
+                               out.ids_slice, self.segment_frames)
+        y_hat = out.y_hat.float()
+        y_hat_mel = self._mel_from_wav(y_hat)
+        logs: dict[str, Any] = {}
+        w = self.weights
+
+        if self.train_decoder:
+            with ctx.autocast():
+                d = ctx.model("discriminator")(y, y_hat.detach())
+            loss_d = discriminator_loss(d.y_d_rs, d.y_d_gs).total
+            ctx.optimize("discriminator", loss_d)
+            logs["disc"] = loss_d.detach()
+
+        terms = {
+            "mel": mel_l1(y_hat_mel, y_mel),
+            "kl": kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask),
+            "dur": out.l_length.float().sum(),
+        }
+        if self.train_decoder:
+            with ctx.autocast():
+                d = ctx.model("discriminator")(y, y_hat)
+            terms["adv"] = generator_loss(d.y_d_gs).total
+            terms["fm"] = feature_loss(d.fmap_rs, d.fmap_gs)
+        if self.stft_resolutions:
+            terms["stft"] = mr_stft_loss(y_hat, y, self.stft_resolutions).total
+        total = sum(w[k] * v for k, v in terms.items() if w[k] != 0)
+        ctx.optimize("generator", total)
+        logs["gen"] = total.detach()
+        logs.update({k: v.detach() for k, v in terms.items()})
+        if gen_model.config.use_noise_scaled_mas:
+            logs["mas_noise_scale"] = gen_model.current_mas_noise_scale
+        return logs
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _validation_batch(self, device: torch.device) -> Batch:
+        if self._val_batch is None:
+            n = min(self.options.eval_items, len(self.val_set))
+            self._val_batch = collate([self.val_set[i] for i in range(n)])
+        return self._val_batch.to(device)
+
+    def evaluate(self, ctx: StepContext) -> dict[str, float]:
+        """Posterior reconstruction mel L1 on held-out items; logs real/generated mel images,
+        the predicted alignment and audio of the first item synthesised from text."""
+        gen = self.generator
+        batch = self._validation_batch(ctx.device)
+        sid = self._sid(batch)
+        mel = self._mel_from_spec(batch.spec)
+        post = gen.posterior(self._posterior_input(batch, mel), batch.spec_lengths, sid)
+        recon = gen.decode(post.z * post.y_mask, sid)
+        recon_mel = self._mel_from_wav(recon)
+        n_frames = min(recon_mel.shape[-1], mel.shape[-1])
+        mask = post.y_mask[..., :n_frames]
+        err = (recon_mel[..., :n_frames] - mel[..., :n_frames]).abs() * mask
+        val_mel_l1 = float(err.sum() / (mask.sum() * mel.shape[1]))
+
+        frames0 = int(batch.spec_lengths[0])
+        inf = gen.infer(batch.x[:1], batch.x_lengths[:1], None if sid is None else sid[:1],
+                        noise_scale=self.options.eval_noise_scale,
+                        noise_scale_w=self.options.eval_noise_scale_w,
+                        max_frames=max(1, math.ceil(frames0 * self.options.eval_max_frames_factor)))
+        n_gen = int(inf.y_mask[0, 0].sum())
+        wav = inf.wav[0, 0, : n_gen * self.hop_length]
+        if ctx.is_main:
+            sr = self.audio.sample_rate
+            ctx.log_image("val/mel_real", plot_spectrogram(mel[0, :, :frames0], "real"))
+            ctx.log_image("val/mel_generated",
+                          plot_spectrogram(self._mel_from_wav(wav.view(1, 1, -1))[0], "generated"))
+            ctx.log_image("val/mel_reconstructed",
+                          plot_spectrogram(recon_mel[0, :, :frames0], "posterior reconstruction"))
+            n_tok = int(batch.x_lengths[0])
+            ctx.log_image("val/alignment",
+                          plot_alignment(inf.attn[0, 0, :n_gen, :n_tok].transpose(0, 1)))
+            ctx.log_audio("val/generated", wav, sr)
+            ctx.log_audio("val/reconstructed", recon[0, 0, : frames0 * self.hop_length], sr)
+            if ctx.step <= self.train_cfg.eval_interval:
+                ctx.log_audio("val/real", batch.y[0, 0, : int(batch.y_lengths[0])], sr)
+        return {"mel_l1": val_mel_l1, "generated_frames": float(n_gen)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+def split_utterances(utts: list, val_size: int) -> tuple[list, list]:
+    """Hold out the last ``val_size`` items for validation (at least one item stays for
+    training; with a single item it is used for both).
+
+    Raises:
+        TeachError: for an empty dataset.
+    """
+    if not utts:
+        raise TeachError("the dataset has no usable items")
+    if len(utts) == 1:
+        return list(utts), list(utts)
+    n_val = max(1, min(val_size, len(utts) - 1))
+    return list(utts[:-n_val]), list(utts[-n_val:])
+
+
+def _filter_items(dataset: AudioTextDataset, frontend, exp: ExperimentConfig,
+                  segment_frames: int) -> tuple[list[int], dict[str, int]]:
+    """Indices of items usable for MAS training and the count of each rejection reason."""
+    keep, dropped = [], {"duration": 0, "text_longer_than_audio": 0, "shorter_than_segment": 0}
+    for i, (frames, seconds) in enumerate(zip(dataset.lengths, dataset.durations_s)):
+        if not exp.data.min_seconds <= seconds <= exp.data.max_seconds:
+            dropped["duration"] += 1
+        elif frames < segment_frames:
+            dropped["shorter_than_segment"] += 1
+        elif len(frontend.encode(dataset.utterances[i].text, dataset.utterances[i].utt_id)) > frames:
+            dropped["text_longer_than_audio"] += 1  # MAS has no valid path
+        else:
+            keep.append(i)
+    return keep, dropped
+
+
+def _init_generator(init: str, exp: ExperimentConfig, device: str
+                    ) -> tuple[VITS, VITSConfig, ExperimentConfig, str]:
+    """A trainable generator from a loaded teacher (see the module docstring)."""
+    from ..teacher import load_teacher
+
+    teacher = load_teacher(init, device="cpu")
+    extra = dict(exp.train.extra)
+    if teacher.has_posterior:
+        model = teacher.model
+        cfg = teacher.model_config
+        model.requires_grad_(True)
+    else:
+        cfg = dataclasses.replace(teacher.model_config, has_posterior=True,
+                                  spec_channels=teacher.audio.n_freqs)
+        model = VITS(cfg)
+        missing, unexpected = model.load_state_dict(teacher.model.state_dict(), strict=False)
+        new = {k.split(".")[0] for k in missing}
+        if unexpected or not new <= {"enc_q", "dp"}:
+            raise TeachError(f"{init}: cannot graft a posterior encoder onto this teacher "
+                             f"(missing {sorted(new)}, unexpected {unexpected[:5]})")
+        extra["freeze"] = sorted(set(extra.get("freeze", [])) | set(PRIOR_ONLY_FROZEN))
+    train = dataclasses.replace(exp.train, extra=extra)
+    exp = dataclasses.replace(exp, audio=teacher.audio, text=teacher.text, train=train)
+    return model, cfg, exp, teacher.kind
+
+
+def run_teach(config_ref: str | Path | None, data_ref: str | Path, out_dir: str | Path,
+              device: str = "cpu", resume: bool = False, max_steps: int | None = None,
+              max_minutes: float | None = None, init: str | Path | None = None,
+              seed: int | None = None) -> TrainResult:
+    """Train (or fine-tune) a VITS teacher; the run folder is then a teacher reference.
+
+    Args:
+        config_ref: config path or shipped name (e.g. ``"tiny/teacher"``). With ``resume`` it
+            may be ``None``: ``RUN/config.json`` is used (and always wins when it exists).
+        data_ref: dataset folder or file for :func:`nixdistill.data.read_dataset`.
+        out_dir: run folder (``config.json``, ``checkpoints/``, ``tensorboard/``).
+        device: torch device string.
+        resume: continue exactly from ``RUN/checkpoints/last.pt``.
+        max_steps / max_minutes: budgets overriding the config (``None``: keep the config's).
+        init: teacher reference to fine-tune from (:func:`nixdistill.teacher.load_teacher`).
+        seed: overrides ``train.seed``.
+    Returns:
+        TrainResult(step, reason, checkpoint).
+    Raises:
+        ConfigError, DataError, TeachError, CheckpointError: on unusable inputs.
+    """
+    from ..teacher import build_vits_config
+    from ..text import build_frontend
+
+    out_dir = Path(out_dir)
+    saved = out_dir / CONFIG_FILENAME
+    from_run = resume and saved.is_file()
+    if from_run:
+        exp = config_from_raw(json.loads(saved.read_text(encoding="utf-8")), source=str(saved))
+    elif config_ref is None:
+        raise TeachError("teach needs --config (or --resume on a run folder with config.json)")
+    else:
+        exp = load_config(config_ref)
+    changes: dict[str, Any] = {}
+    if max_steps is not None:
+        changes["max_steps"] = max_steps
+    if max_minutes is not None:
+        changes["max_minutes"] = max_minutes
+    if seed is not None:
+        changes["seed"] = seed
+    exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, **changes))
+    torch.manual_seed(exp.train.seed)  # deterministic initialisation
+
+    kind = "nixdistill"
+    if init is not None and not from_run:
+        model, vcfg, exp, kind = _init_generator(str(init), exp, device)
+    else:
+        frontend_for_vocab = build_frontend(exp.text)
+        vcfg = build_vits_config(exp, frontend_for_vocab.n_vocab)
+        model = VITS(vcfg)
+    frontend = build_frontend(exp.text)
+
+    utts = read_dataset(data_ref)
+    missing_audio = [u.utt_id for u in utts if u.wav_path is None]
+    if missing_audio:
+        raise TeachError(f"{data_ref}: teach needs audio, {len(missing_audio)} item(s) have none "
+                         f"(e.g. {missing_audio[0]})")
+    train_utts, val_utts = split_utterances(utts, exp.data.val_size)
+    train_set = AudioTextDataset(train_utts, frontend, exp.audio)
+    keep, dropped = _filter_items(train_set, frontend, exp, vcfg.segment_size)
+    if not keep:
+        raise TeachError(f"{data_ref}: no training item is usable ({dropped})")
+    if len(keep) < len(train_set):
+        warnings.warn(f"teach: skipped {len(train_set) - len(keep)} training item(s): {dropped}",
+                      stacklevel=2)
+        train_set = AudioTextDataset([train_utts[i] for i in keep], frontend, exp.audio)
+    val_set = AudioTextDataset(val_utts, frontend, exp.audio)
+    if len(train_set) < exp.train.batch_size:
+        raise TeachError(f"{data_ref}: {len(train_set)} training item(s) is fewer than "
+                         f"train.batch_size = {exp.train.batch_size}")
+
+    stage = TeachStage(exp, model, train_set, val_set)
+    config_dict = exp.to_dict()
+    config_dict["model"] = dataclasses.asdict(vcfg)
+    meta = {"frontend": frontend.to_dict(), "init": None if init is None else str(init),
+            "init_kind": kind, "n_train": len(train_set), "n_val": len(val_set)}
+    trainer = Trainer(stage, out_dir, exp.train, device, resume=resume, config_dict=config_dict,
+                      meta=meta)
+    return trainer.fit()

@@ -1,0 +1,206 @@
+"""Teacher latents and the distil-encoder stage, end to end on the tiny teacher."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nixdistill.cli import cli
+from nixdistill.config import load_config
+from nixdistill.data import AudioTextDataset, TextOnlyDataset, collate, read_dataset
+from nixdistill.latents import (
+    LatentCache, LatentError, LatentSettings, choose_latent_source, teacher_latents,
+)
+from nixdistill.teacher import build_teacher_model, load_teacher
+from nixdistill.text import build_frontend
+from nixdistill.training.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_file(tmp_path_factory):
+    """An untrained tiny VITS teacher (with enc_q) saved as a nixdistill checkpoint."""
+    exp = load_config("tiny/teacher")
+    torch.manual_seed(0)
+    model, _ = build_teacher_model(exp, build_frontend(exp.text))
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    torch.save({"format": "nixdistill-train", "stage": "teach", "step": 0,
+                "models": {"generator": model.state_dict()}, "config": exp.to_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tiny_teacher_file):
+    return load_teacher(tiny_teacher_file)
+
+
+def _batch(teacher, data, audio: bool, n: int = 2):
+    utts = read_dataset(data)[:n]
+    ds = (AudioTextDataset(utts, teacher.frontend, teacher.audio) if audio
+          else TextOnlyDataset(utts, teacher.frontend))
+    return collate([ds[i] for i in range(len(ds))])
+
+
+def _scalars(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+def test_choose_latent_source():
+    with_q = SimpleNamespace(has_posterior=True, source="t.pt", kind="vits")
+    no_q = SimpleNamespace(has_posterior=False, source="voice.onnx", kind="piper")
+    assert choose_latent_source(with_q, True, "auto") == "posterior"
+    assert choose_latent_source(with_q, False, "auto") == "prior"
+    assert choose_latent_source(no_q, True, "auto") == "prior"
+    assert choose_latent_source(with_q, True, "prior") == "prior"
+    with pytest.raises(LatentError, match="enc_q"):
+        choose_latent_source(no_q, True, "posterior")
+    with pytest.raises(LatentError, match="text-only"):
+        choose_latent_source(with_q, False, "posterior")
+    with pytest.raises(LatentError, match="latents must be"):
+        choose_latent_source(with_q, True, "bogus")
+
+
+def test_prior_latents_are_consistent_and_seeded(tiny_teacher, tiny_ljspeech):
+    batch = _batch(tiny_teacher, tiny_ljspeech, audio=False)
+    hop = tiny_teacher.audio.hop_length
+    a = teacher_latents(tiny_teacher, batch, "prior", 7)
+    b = teacher_latents(tiny_teacher, batch, "prior", torch.Generator().manual_seed(7))
+    c = teacher_latents(tiny_teacher, batch, "prior", 8)
+    assert torch.equal(a.z, b.z) and torch.equal(a.wav, b.wav)
+    assert not torch.equal(a.z, c.z)
+    t_frames = a.z.shape[2]
+    assert a.mel.shape == (2, tiny_teacher.audio.n_mels, t_frames)
+    assert a.wav.shape[2] == t_frames * hop
+    assert torch.equal(a.w_ceil.sum(1), a.y_lengths)
+    assert a.w_ceil.shape == batch.x.shape and a.m is None
+    short = int(a.y_lengths.argmin())
+    n = int(a.y_lengths[short])
+    assert a.z[short, :, n:].abs().max() == 0 and a.wav[short, :, n * hop:].abs().max() == 0
+
+
+def test_posterior_latents_follow_the_audio_frames(tiny_teacher, tiny_ljspeech):
+    batch = _batch(tiny_teacher, tiny_ljspeech, audio=True)
+    a = teacher_latents(tiny_teacher, batch, "posterior", 3)
+    b = teacher_latents(tiny_teacher, batch, "posterior", 3)
+    assert torch.equal(a.z, b.z)
+    assert a.z.shape[2] == batch.spec.shape[2] == a.mel.shape[2]
+    assert torch.equal(a.y_lengths, batch.spec_lengths)
+    assert a.m.shape == a.logs.shape == a.z.shape and a.w_ceil is None
+    zero_noise = teacher_latents(tiny_teacher, batch, "posterior", 3,
+                                 LatentSettings(posterior_noise_scale=0.0))
+    torch.testing.assert_close(zero_noise.z, a.m)
+
+
+def test_latent_cache_round_trip(tiny_teacher, tiny_ljspeech, tmp_path):
+    batch = _batch(tiny_teacher, tiny_ljspeech, audio=False)
+    cache = LatentCache(tmp_path, {"teacher": "tiny", "source": "prior"},
+                        tiny_teacher.audio.hop_length)
+    first = teacher_latents(tiny_teacher, batch, "prior", 1, cache=cache)
+    assert len(list(cache.dir.glob("*.safetensors"))) == 2
+    again = teacher_latents(tiny_teacher, batch, "prior", 999, cache=cache)  # served from disk
+    for name in ("z", "y_lengths", "mel", "w_ceil", "wav"):
+        got, want = getattr(again, name), getattr(first, name)
+        torch.testing.assert_close(got, want[..., : got.shape[-1]])
+    other = LatentCache(tmp_path, {"teacher": "tiny", "source": "posterior"}, 16)
+    assert other.dir != cache.dir and other.load(batch.utt_ids, batch.x.shape[1]) is None
+
+
+def test_cli_posterior_trains_checkpoints_and_logs_eval(tiny_teacher_file, tiny_ljspeech, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
+        "--data", str(tiny_ljspeech), "--config", "tiny/encoder", "--out", str(run),
+        "--latents", "posterior", "--max-steps", "2",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(run)
+    assert ckpt["stage"] == "distil_encoder" and ckpt["step"] == 2
+    assert set(ckpt["models"]) == {"encoder"}
+    meta = ckpt["meta"]
+    assert meta["latent_source"] == "posterior"
+    assert meta["teacher"]["kind"] == "nixdistill" and meta["teacher"]["n_params"] > 0
+    assert meta["text_frontend"]["symbols"] and meta["audio"]["hop_length"] == 16
+    assert ckpt["config"]["model"]["n_vocab"] == len(meta["text_frontend"]["symbols"])
+    assert json.loads((run / "config.json").read_text())["model"]["inter_channels"] == 16
+    mel_l1 = _scalars(run, "eval/mel_l1")
+    assert mel_l1 and all(math.isfinite(v) and v >= 0 for v in mel_l1)
+    for tag in ("train/kl", "train/forward_sum", "train/bin", "train/duration"):
+        assert all(math.isfinite(v) for v in _scalars(run, tag)) and _scalars(run, tag)
+    # export can rebuild the inference encoder from the run folder alone
+    from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
+
+    enc = NixEncoder(NixEncoderConfig(**ckpt["config"]["model"]), with_aligner=False)
+    enc.load_state_dict({k: v for k, v in ckpt["models"]["encoder"].items()
+                         if not k.startswith("aligner.")})
+
+
+def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_path):
+    run = tmp_path / "run"
+    args = ["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
+            "--data", str(tiny_ljspeech), "--config", "tiny/encoder", "--out", str(run),
+            "--latents", "prior", "--cache-latents"]
+    result = CliRunner().invoke(cli, [*args, "--max-steps", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run)["meta"]["latent_source"] == "prior"
+    assert list((run / "latent_cache").rglob("*.safetensors"))
+    result = CliRunner().invoke(cli, [*args, "--max-steps", "3", "--resume"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run)["step"] == 3
+    assert _scalars(run, "eval/mel_l1")
+
+
+def test_posterior_on_a_prior_only_teacher_is_a_clear_error(tiny_teacher_file, tiny_ljspeech,
+                                                            tmp_path, monkeypatch, capsys):
+    from nixdistill import teacher as teacher_mod
+
+    real = teacher_mod.load_teacher
+
+    def prior_only(*a, **k):
+        t = real(*a, **k)
+        t.has_posterior = False
+        return t
+
+    monkeypatch.setattr(teacher_mod, "load_teacher", prior_only)
+    from nixdistill.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
+              "--data", str(tiny_ljspeech), "--config", "tiny/encoder",
+              "--out", str(tmp_path / "r"), "--latents", "posterior", "--max-steps", "1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "enc_q" in err and "--latents prior" in err and "Traceback" not in err
+
+
+def test_stage_keeps_teacher_frozen_and_trains_stochastic_encoder(tiny_teacher, tiny_ljspeech,
+                                                                  tmp_path):
+    from nixdistill.training.distil_encoder import DistilEncoderStage, encoder_model_config
+    from nixdistill.training.loop import Trainer
+
+    cfg = load_config("tiny/encoder", {"train": {"max_steps": 3, "eval_interval": 100}})
+    enc_cfg = encoder_model_config({**cfg.model, "duration_predictor": "stochastic"},
+                                   tiny_teacher, "test")
+    utts = read_dataset(tiny_ljspeech)
+    train_set = TextOnlyDataset(utts[:4], tiny_teacher.frontend)
+    eval_set = TextOnlyDataset(utts[4:], tiny_teacher.frontend)
+    stage = DistilEncoderStage(tiny_teacher, cfg, enc_cfg, train_set, eval_set, "prior")
+    teacher_before = {k: v.clone() for k, v in tiny_teacher.model.state_dict().items()}
+    enc_before = {k: v.clone() for k, v in stage.encoder.state_dict().items()}
+    result = Trainer(stage, tmp_path / "run", cfg.train, "cpu", False, cfg.to_dict(), {}).fit()
+    assert result.step == 3
+    for k, v in tiny_teacher.model.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    assert not all(p.requires_grad for p in tiny_teacher.model.parameters())
+    changed = [k for k, v in stage.encoder.state_dict().items() if not torch.equal(v, enc_before[k])]
+    assert any(k.startswith("dp.flows") for k in changed), "the stochastic predictor trains"
+    assert any(k.startswith("aligner.") for k in changed)
+    assert _scalars(tmp_path / "run", "train/duration")

