@@ -267,7 +267,6 @@ def _load_nixdistill(ckpt: dict[str, Any], path: Path, config, device) -> Teache
            else config_from_raw(ckpt["config"], source=f"{path}:config"))
     sd = _generator_state(ckpt, path)
     over = _shape_overrides(sd)
-    over.pop("use_transformer_flow"), over.pop("use_spk_conditioned_encoder")
     cfg = build_vits_config(exp, over["n_vocab"], over)
     model = VITS(cfg)
     _load_state(model, sd, str(path))

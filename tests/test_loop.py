@@ -27,6 +27,17 @@ from nixdistill.training.toy import ToyStage
 N_ITEMS = 24  # 6 batches of 4 per epoch: runs below cross epoch boundaries
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The CI machine is small and shared: one intra-op thread avoids OpenMP oversubscription
+    (a tiny conv is ~100x slower with 2 spinning threads on a loaded 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def _cfg(**kw) -> TrainConfig:
     base = dict(batch_size=4, log_interval=1, eval_interval=1000, checkpoint_interval=1000,
                 keep_checkpoints=2, seed=7, lr_decay=0.5, learning_rate=1e-2)

@@ -26,6 +26,17 @@ from nixdistill.losses import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The CI machine is small and shared: one intra-op thread avoids OpenMP oversubscription
+    (a tiny conv is ~100x slower with 2 spinning threads on a loaded 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
 def test_lsgan_on_constant_scores():
     a, b = 0.3, -0.6
     real = [torch.full((2, 5), a), torch.full((2, 3), a)]
