@@ -334,8 +334,9 @@ def is_vits_json(raw: dict[str, Any]) -> bool:
 def resolve_config_path(ref: str | Path) -> Path:
     """Resolve a config reference: a file path, or the name of a config shipped in the package.
 
-    Names are looked up in ``nixdistill/configs`` (with or without ``.json``), including its
-    ``tiny/``, ``presets/``, ``teachers/`` and ``students/`` folders, e.g. ``"tiny/teacher"``.
+    Names are looked up in ``nixdistill/configs`` (with or without ``.json``): first as given
+    (``"tiny/teacher"``, ``"students/decoder_nix"``), then in ``presets/``, ``students/``,
+    ``teachers/`` and last ``tiny/``, so a bare name never picks a test config over a real one.
 
     Raises:
         ConfigError: if nothing matches.
@@ -345,7 +346,7 @@ def resolve_config_path(ref: str | Path) -> Path:
         return p
     root = resources.files("nixdistill.configs")
     name = str(ref) if str(ref).endswith(".json") else f"{ref}.json"
-    for sub in ("", "presets/", "tiny/", "teachers/", "students/"):
+    for sub in ("", "presets/", "students/", "teachers/", "tiny/"):
         cand = root.joinpath(sub + name)
         if cand.is_file():
             return Path(str(cand))

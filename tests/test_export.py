@@ -132,15 +132,19 @@ def test_load_student_never_imports_teacher_code(tmp_path):
     path, _, _ = make_student(tmp_path, "istft")
     code = (
         "import sys\n"
+        "from nixdistill.cli import cli\n"
         "from nixdistill.student import load_student\n"
         f"s = load_student({str(path)!r})\n"
         "w = s.synthesize('hi there', noise_scale=0.0)\n"
+        f"cli.main(['synthesize', '--model', {str(path)!r}, '--text', 'hi', '--out', "
+        f"{str(path.with_suffix('.wav'))!r}], standalone_mode=False)\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('nixdistill.teacher', 'teachers')))\n"
         "print(len(w), bad)\n"
         "sys.exit(1 if bad or len(w) == 0 else 0)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert path.with_suffix(".wav").is_file()
 
 
 @pytest.mark.parametrize("kind", ["nix", "istft"])

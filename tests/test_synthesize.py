@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from test_distil_decoder import tiny_teacher  # noqa: F401  (fixture)
 from test_export import AUDIO, make_student
 
 from nixdistill.cli import cli, main
@@ -44,6 +45,17 @@ def test_synthesize_text_file_writes_one_wav_per_line(tmp_path, student_file):
     files = sorted(out.glob("*.wav"))
     assert [f.name for f in files] == ["0000.wav", "0001.wav"]
     assert all(np.isfinite(sf.read(f)[0]).all() for f in files)
+
+
+def test_synthesize_with_a_teacher(tmp_path, tiny_teacher):  # noqa: F811
+    out = tmp_path / "t.wav"
+    r = CliRunner().invoke(cli, ["--seed", "1", "synthesize", "--teacher", str(tiny_teacher),
+                                 "--text", "hello", "--out", str(out), "--noise-scale", "0.3",
+                                 "--noise-scale-w", "0.5", "--length-scale", "1.0"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    wav, sr = sf.read(out)
+    assert sr == 8000 and len(wav) > 0
 
 
 @pytest.mark.parametrize("case", ["empty", "unknown", "missing", "not_student", "both",
