@@ -289,3 +289,21 @@ class LatentCache:
             pad("z", t), lengths.to(device), pad("mel", t), pad("w_ceil", t_text),
             pad("wav", t * self.hop_length), pad("m", t), pad("logs", t),
         )
+
+
+def teacher_description(teacher: Any) -> dict[str, Any]:
+    """What a student records about its teacher: ``{"kind", "source", "n_params"}``."""
+    return {"kind": teacher.kind, "source": str(teacher.source),
+            "n_params": int(teacher.n_params())}
+
+
+def open_latent_cache(root: str | Path, teacher: Any, source: str,
+                      settings: LatentSettings) -> LatentCache:
+    """The latent cache of (teacher, latent source, sampling settings) under ``root``.
+
+    Both distillation stages open it the same way, so ``distil-decoder`` reuses the latents
+    (and, for prior latents, the teacher's audio) that ``distil-encoder`` already computed.
+    """
+    identity = {"teacher": teacher_description(teacher), "source": source,
+                "settings": settings._asdict()}
+    return LatentCache(root, identity, teacher.audio.hop_length)

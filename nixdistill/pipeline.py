@@ -24,8 +24,8 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
       }
     }
 
-Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/encoder/``,
-``RUN/decoder/``, ``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
+Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/latent_cache/``
+(teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``, ``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
 ``RUN/pipeline.json`` (the stage summary). A training stage that finished writes
 ``DONE.json`` in its folder and is skipped on the next run; one that was interrupted resumes
 from its last checkpoint, so a killed pipeline loses at most one checkpoint interval.
@@ -260,12 +260,16 @@ def run_pipeline(
         ), reports, log)
         teacher_ref = str(teacher_dir)
 
+    # Teacher latents (and, for prior latents, the teacher's audio) are computed once and
+    # shared by both distillation stages.
+    cache_dir = run / "latent_cache"
+
     # 2. student encoder
     encoder_dir = run / "encoder"
     _run_training("encoder", encoder_dir, run_distil_encoder, dict(
         teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.encoder.config,
         latents=preset.latents, device=device, max_steps=cap(preset.encoder),
-        max_minutes=preset.encoder.max_minutes, seed=seed,
+        max_minutes=preset.encoder.max_minutes, seed=seed, cache_dir=cache_dir,
     ), reports, log)
 
     # 3. student decoder
@@ -273,7 +277,7 @@ def run_pipeline(
     _run_training("decoder", decoder_dir, run_distil_decoder, dict(
         teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.decoder.config,
         latents=preset.latents, device=device, max_steps=cap(preset.decoder),
-        max_minutes=preset.decoder.max_minutes, seed=seed,
+        max_minutes=preset.decoder.max_minutes, seed=seed, cache_dir=cache_dir,
         encoder_run=encoder_dir if preset.finetune_on_encoder else None,
     ), reports, log)
 

@@ -19,14 +19,6 @@ from nixdistill.training.teach import TeachError, run_teach, split_utterances
 CONFIG = "tiny/teacher"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The CI machine is small and shared: one intra-op thread avoids OpenMP oversubscription
-    (a tiny conv is ~100x slower with 2 spinning threads on a loaded 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 

@@ -40,6 +40,7 @@ from ..audio import audio_kwargs, mel_spectrogram
 from ..config import ConfigError, ExperimentConfig, from_dict, load_config
 from ..discriminators import CombinedDiscriminator, MultiResolutionSTFTDiscriminator
 from ..errors import NixdistillError
+from ..latents import LatentCache, LatentSettings, open_latent_cache, teacher_description
 from ..losses import (
     STFTResolution,
     discriminator_loss,
@@ -155,12 +156,15 @@ class DistilDecoderStage:
         train_set / eval_set: datasets (``AudioTextDataset`` or ``TextOnlyDataset``).
         source: ``"posterior"`` or ``"prior"`` latents.
         encoder: trained student encoder (frozen) for inference-like latents, or None.
+        cache: optional :class:`nixdistill.latents.LatentCache` of teacher latents (shared with
+            ``distil-encoder`` when both use the same cache folder).
     """
 
     name = STAGE_NAME
 
     def __init__(self, teacher, cfg: ExperimentConfig, kind: str, decoder_cfg, train_set,
-                 eval_set, source: str, encoder: nn.Module | None = None) -> None:
+                 eval_set, source: str, encoder: nn.Module | None = None,
+                 cache: "LatentCache | None" = None) -> None:
         from ..students.decoder import build_decoder
 
         self.teacher = teacher
@@ -173,6 +177,7 @@ class DistilDecoderStage:
         self.eval_set = eval_set
         self.source = source
         self.encoder = encoder
+        self.cache = cache
         extra = dict(cfg.train.extra)
         self.segment_frames = cfg.train.segment_size // cfg.audio.hop_length
         res = extra.get("stft_resolutions")
@@ -245,18 +250,24 @@ class DistilDecoderStage:
         hop = self.audio.hop_length
         frames = self.segment_frames
         with torch.no_grad():
-            lat = teacher_latents(self.teacher, batch, self.source, None)
+            lat = teacher_latents(self.teacher, batch, self.source, None, LatentSettings(),
+                                  self.cache)
             use_encoder = (self.encoder is not None
                            and float(torch.rand(())) < self.encoder_ratio)
             z_in = self._encoder_latents(batch, lat) if use_encoder else lat.z
             starts = _segment_starts(lat.y_lengths, frames)
             z_teacher = _slice_frames(lat.z, starts, frames)
             z_seg = _slice_frames(z_in, starts, frames)
-            wav_teacher = self.teacher.model.decode(z_teacher, self._sid(batch)).float()
-            if self.source == "posterior" and lat.wav is not None:
-                target = _slice_frames(lat.wav, [s * hop for s in starts], frames * hop).float()
+            wav_slice = (None if lat.wav is None else
+                         _slice_frames(lat.wav, [s * hop for s in starts], frames * hop).float())
+            if self.source == "prior" and wav_slice is not None:
+                # Prior latents come with the teacher's own audio for this very z, decoded
+                # with full context: the segment of it is the teacher target, no second pass.
+                wav_teacher = target = wav_slice
             else:
-                target = wav_teacher
+                wav_teacher = self.teacher.model.decode(z_teacher, self._sid(batch)).float()
+                target = wav_slice if (self.source == "posterior" and wav_slice is not None) \
+                    else wav_teacher
         decoder = ctx.model("decoder")
         disc = ctx.model("discriminator") if self.discriminator is not None else None
         with ctx.autocast():
@@ -338,10 +349,6 @@ class DistilDecoderStage:
         """Nothing extra: the checkpoint holds the decoder (export happens in the runner)."""
 
 
-def _teacher_meta(teacher) -> dict[str, Any]:
-    return {"kind": teacher.kind, "source": str(teacher.source), "n_params": int(teacher.n_params())}
-
-
 def _datasets(utterances, teacher, has_audio: bool, eval_size: int):
     from ..data import AudioTextDataset, TextOnlyDataset
 
@@ -359,7 +366,7 @@ def run_distil_decoder(
     teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
     latents: str = "auto", encoder_run: str | Path | None = None, device: str = "cpu",
     resume: bool = False, max_steps: int | None = None, max_minutes: float | None = None,
-    seed: int | None = None,
+    seed: int | None = None, cache_dir: str | Path | None = None,
 ):
     """Train a student decoder (``nixdistill distil-decoder``).
 
@@ -375,6 +382,8 @@ def run_distil_decoder(
         device: torch device. resume: continue from ``out_dir``'s last checkpoint.
         max_steps / max_minutes: override ``train.max_steps`` / ``train.max_minutes``.
         seed: override ``train.seed``.
+        cache_dir: teacher-latent cache folder (see :func:`nixdistill.latents.open_latent_cache`);
+            point it at the encoder run's cache to reuse its teacher passes.
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop.
     Raises:
@@ -411,10 +420,13 @@ def run_distil_decoder(
 
         encoder, _, _ = encoder_from_run(encoder_run, with_aligner=source == "posterior")
         encoder.requires_grad_(False).to(device)
-    stage = DistilDecoderStage(teacher, cfg, kind, dec_cfg, train_set, eval_set, source, encoder)
+    cache = (None if cache_dir is None else
+             open_latent_cache(cache_dir, teacher, source, LatentSettings()))
+    stage = DistilDecoderStage(teacher, cfg, kind, dec_cfg, train_set, eval_set, source, encoder,
+                               cache)
     meta = {
         "stage": STAGE_NAME,
-        "teacher": _teacher_meta(teacher),
+        "teacher": teacher_description(teacher),
         "text_frontend": teacher.frontend.to_dict(),
         "audio": dataclasses.asdict(teacher.audio),
         "latent_source": source,

@@ -44,7 +44,10 @@ from torch import nn
 from ..audio import audio_kwargs, mel_spectrogram
 from ..config import ConfigError, ExperimentConfig, from_dict, load_config
 from ..errors import NixdistillError
-from ..latents import LatentCache, LatentSettings, choose_latent_source, teacher_latents
+from ..latents import (
+    LatentCache, LatentSettings, choose_latent_source, open_latent_cache, teacher_description,
+    teacher_latents,
+)
 from ..losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
     gaussian_kl_loss, gaussian_nll_loss,
@@ -352,11 +355,6 @@ class DistilEncoderStage:
 
 
 # -------------------------------------------------------------------------------- runner
-def _teacher_meta(teacher) -> dict[str, Any]:
-    return {"kind": teacher.kind, "source": str(teacher.source),
-            "n_params": int(teacher.n_params())}
-
-
 def _split(utterances, eval_size: int):
     if len(utterances) < 2:
         raise NixdistillError(f"distil-encoder needs at least 2 utterances, got {len(utterances)}")
@@ -382,7 +380,7 @@ def run_distil_encoder(
     teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
     latents: str = "auto", device: str = "cpu", resume: bool = False,
     max_steps: int | None = None, max_minutes: float | None = None, cache_latents: bool = False,
-    seed: int | None = None,
+    seed: int | None = None, cache_dir: str | Path | None = None,
 ):
     """Train a student encoder (``nixdistill distil-encoder``).
 
@@ -398,6 +396,8 @@ def run_distil_encoder(
         cache_latents: cache teacher latents on disk (``train.extra.cache_dir``), one
             safetensors shard per utterance (the same sample is then reused every epoch).
         seed: override ``train.seed``.
+        cache_dir: latent cache folder overriding ``train.extra.cache_dir``; giving it switches
+            caching on (the pipeline shares one cache between encoder and decoder stages).
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop. The checkpoint's
         ``config.model`` is the full encoder config and its ``meta`` holds the text frontend,
@@ -438,19 +438,17 @@ def run_distil_encoder(
         eval_set = TextOnlyDataset(eval_u, teacher.frontend)
 
     cache = None
-    if cache_latents:
-        cache_root = Path(settings.cache_dir)
-        if not cache_root.is_absolute():
+    if cache_latents or cache_dir is not None:
+        cache_root = Path(cache_dir if cache_dir is not None else settings.cache_dir)
+        if not cache_root.is_absolute() and cache_dir is None:
             cache_root = Path(out_dir) / cache_root
-        identity = {"teacher": _teacher_meta(teacher), "source": source,
-                    "settings": settings.latent_settings()._asdict()}
-        cache = LatentCache(cache_root, identity, teacher.audio.hop_length)
+        cache = open_latent_cache(cache_root, teacher, source, settings.latent_settings())
 
     torch.manual_seed(cfg.train.seed)
     stage = DistilEncoderStage(teacher, cfg, encoder_cfg, train_set, eval_set, source, cache)
     meta = {
         "stage": STAGE_NAME,
-        "teacher": _teacher_meta(teacher),
+        "teacher": teacher_description(teacher),
         "text_frontend": teacher.frontend.to_dict(),
         "audio": dataclasses.asdict(teacher.audio),
         "latent_source": source,
