@@ -710,7 +710,10 @@ def _plot_mels(waves: dict[str, np.ndarray], audio: AudioConfig, text: str, path
         ax.set_title(f"{name}: {len(wav) / audio.sample_rate:.2f} s")
         ax.set_ylabel("mel bin")
     axes[-1, 0].set_xlabel("frame")
-    fig.suptitle(text[:100])
+    # The default matplotlib font has no Hangul (or other non-Latin) glyphs: title with the
+    # sentence only when it can be drawn, otherwise the report carries the text.
+    if text.isascii():
+        fig.suptitle(text[:100])
     fig.tight_layout()
     fig.savefig(path, dpi=MEL_PLOT_DPI)
     plt.close(fig)

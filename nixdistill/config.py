@@ -166,6 +166,7 @@ class TrainConfig:
         max_steps: stop after this many optimiser steps (``None``: no limit).
         max_minutes: stop after this wall time in minutes (``None``: no limit).
         log_interval / eval_interval / checkpoint_interval: cadences in steps.
+        eval_at_start: also evaluate the untrained model at step 0 (a baseline).
         grad_clip: max gradient norm (``None`` disables clipping).
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` autocast.
         seed: random seed.
@@ -187,6 +188,7 @@ class TrainConfig:
     log_interval: int = 50
     eval_interval: int = 1000
     checkpoint_interval: int = 1000
+    eval_at_start: bool = False
     grad_clip: float | None = 1000.0
     precision: str = "fp32"
     seed: int = 1234

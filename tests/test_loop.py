@@ -27,9 +27,6 @@ from nixdistill.training.toy import ToyStage
 N_ITEMS = 24  # 6 batches of 4 per epoch: runs below cross epoch boundaries
 
 
-
-
-
 def _cfg(**kw) -> TrainConfig:
     base = dict(batch_size=4, log_interval=1, eval_interval=1000, checkpoint_interval=1000,
                 keep_checkpoints=2, seed=7, lr_decay=0.5, learning_rate=1e-2)
@@ -96,6 +93,12 @@ def test_checkpoint_cadence_keep_and_eval(tmp_path):
     assert ckpt["format"] == "nixdistill-train" and ckpt["stage"] == "toy"
     assert ckpt["stage_state"] == {"evaluations": 3}
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_eval_at_start_adds_a_step_zero_baseline(tmp_path):
+    cfg = _cfg(max_steps=4, eval_interval=4, eval_at_start=True)
+    stage, _ = _fit(tmp_path, cfg)
+    assert stage.evaluations == 2  # step 0 and step 4 (the end coincides with step 4)
 
 
 def test_max_minutes_stops_cleanly(tmp_path):

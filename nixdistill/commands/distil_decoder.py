@@ -26,10 +26,12 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this wall time.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Teacher-latent cache folder, e.g. the one given to distil-encoder.")
 @click.pass_context
 def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, kind: str,
             config_ref: str | None, latents: str, encoder_run: str | None, resume: bool,
-            max_steps: int | None, max_minutes: float | None) -> None:
+            max_steps: int | None, max_minutes: float | None, cache_dir: str | None) -> None:
     """Distil the teacher's decoder into a small student decoder (Nix-TTS or iSTFT)."""
     from pathlib import Path
 
@@ -40,6 +42,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, k
         teacher_ref, data_ref, config_ref or f"students/decoder_{kind}", out_dir,
         latents=latents, encoder_run=encoder_run, device=obj.get("device", "cpu"), resume=resume,
         max_steps=max_steps, max_minutes=max_minutes, seed=obj.get("seed"),
+        cache_dir=cache_dir,
     )
     click.echo(f"distil-decoder stopped at step {result.step} ({result.reason}); "
                f"checkpoint {result.checkpoint}", err=True)

@@ -23,10 +23,13 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
 @click.option("--max-minutes", type=float, default=None, help="Stop after this wall time.")
 @click.option("--cache-latents", is_flag=True,
               help="Cache teacher latents on disk (one safetensors shard per utterance).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Latent cache folder (implies --cache-latents); pass the same folder to "
+                   "distil-decoder to reuse the teacher passes.")
 @click.pass_context
 def command(ctx: click.Context, teacher_ref: str, data_ref: str, config_ref: str, out_dir: str,
             latents: str, resume: bool, max_steps: int | None, max_minutes: float | None,
-            cache_latents: bool) -> None:
+            cache_latents: bool, cache_dir: str | None) -> None:
     """Distil the teacher's text-to-latent path into a small Nix-TTS encoder."""
     from ..training.distil_encoder import run_distil_encoder
 
@@ -35,6 +38,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, config_ref: str
         teacher_ref, data_ref, config_ref, out_dir, latents=latents,
         device=obj.get("device", "cpu"), resume=resume, max_steps=max_steps,
         max_minutes=max_minutes, cache_latents=cache_latents, seed=obj.get("seed"),
+        cache_dir=cache_dir,
     )
     click.echo(f"distil-encoder stopped at step {result.step} ({result.reason}); "
                f"checkpoint {result.checkpoint}", err=True)

@@ -636,6 +636,8 @@ class Trainer:
         reason = self._stop_reason(started)
         window_t, window_steps = time.monotonic(), 0
         rate = 0.0
+        if cfg.eval_at_start and self.state.step == 0:
+            self._evaluate()  # the untrained baseline, logged at step 0
         with self._progress() as progress:
             task = progress.add_task("train", total=cfg.max_steps, completed=self.state.step,
                                      rate=0.0, info="")
