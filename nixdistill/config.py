@@ -396,6 +396,14 @@ def config_from_raw(
     )
 
 
+def train_overrides(max_steps: int | None = None, max_minutes: float | None = None,
+                    seed: int | None = None) -> dict[str, Any]:
+    """The ``train`` section overrides a command line gives (``--max-steps``,
+    ``--max-minutes``, ``--seed``); ``None`` values are left out."""
+    given = {"max_steps": max_steps, "max_minutes": max_minutes, "seed": seed}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def check_upsampling(upsample_rates: list[int], hop_length: int, where: str = "model") -> None:
     """Invariant shared by every vocoder: ``prod(upsample_rates) == hop_length``.
 

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..audio import audio_kwargs, mel_spectrogram
-from ..config import ConfigError, ExperimentConfig, from_dict, load_config
+from ..config import train_overrides, ConfigError, ExperimentConfig, from_dict, load_config
 from ..discriminators import CombinedDiscriminator, MultiResolutionSTFTDiscriminator
 from ..errors import NixdistillError
 from ..latents import LatentCache, LatentSettings, open_latent_cache, teacher_description
@@ -395,13 +395,7 @@ def run_distil_decoder(
     from .loop import Trainer
 
     teacher = load_teacher(teacher_ref, device=device)
-    train_over: dict[str, Any] = {}
-    if max_steps is not None:
-        train_over["max_steps"] = max_steps
-    if max_minutes is not None:
-        train_over["max_minutes"] = max_minutes
-    if seed is not None:
-        train_over["seed"] = seed
+    train_over = train_overrides(max_steps, max_minutes, seed)
     overrides = {"audio": dataclasses.asdict(teacher.audio), "text": dataclasses.asdict(teacher.text),
                  "train": train_over}
     cfg = load_config(config_ref, overrides)

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..audio import audio_kwargs, mel_spectrogram
-from ..config import ConfigError, ExperimentConfig, from_dict, load_config
+from ..config import train_overrides, ConfigError, ExperimentConfig, from_dict, load_config
 from ..errors import NixdistillError
 from ..latents import (
     LatentCache, LatentSettings, choose_latent_source, open_latent_cache, teacher_description,
@@ -410,13 +410,7 @@ def run_distil_encoder(
     from .loop import Trainer
 
     teacher = load_teacher(teacher_ref, device=device)
-    train_over: dict[str, Any] = {}
-    if max_steps is not None:
-        train_over["max_steps"] = max_steps
-    if max_minutes is not None:
-        train_over["max_minutes"] = max_minutes
-    if seed is not None:
-        train_over["seed"] = seed
+    train_over = train_overrides(max_steps, max_minutes, seed)
     overrides = {"audio": dataclasses.asdict(teacher.audio),
                  "text": dataclasses.asdict(teacher.text), "train": train_over}
     cfg = load_config(config_ref, overrides)

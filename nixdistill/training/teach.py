@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..audio import audio_kwargs, mel_spectrogram, spec_to_mel
-from ..config import ConfigError, ExperimentConfig, config_from_raw, from_dict, load_config
+from ..config import ConfigError, ExperimentConfig, config_from_raw, from_dict, load_config, train_overrides
 from ..data import AudioTextDataset, Batch, collate, make_loader, read_dataset
 from ..discriminators import CombinedDiscriminator
 from ..errors import NixdistillError
@@ -378,13 +378,7 @@ def run_teach(config_ref: str | Path | None, data_ref: str | Path, out_dir: str 
         raise TeachError("teach needs --config (or --resume on a run folder with config.json)")
     else:
         exp = load_config(config_ref)
-    changes: dict[str, Any] = {}
-    if max_steps is not None:
-        changes["max_steps"] = max_steps
-    if max_minutes is not None:
-        changes["max_minutes"] = max_minutes
-    if seed is not None:
-        changes["seed"] = seed
+    changes = train_overrides(max_steps, max_minutes, seed)
     exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, **changes))
     torch.manual_seed(exp.train.seed)  # deterministic initialisation
 
