@@ -130,7 +130,7 @@ def test_cli_posterior_trains_checkpoints_and_logs_eval(tiny_teacher_file, tiny_
     assert meta["text_frontend"]["symbols"] and meta["audio"]["hop_length"] == 16
     assert ckpt["config"]["model"]["n_vocab"] == len(meta["text_frontend"]["symbols"])
     assert json.loads((run / "config.json").read_text())["model"]["inter_channels"] == 16
-    mel_l1 = _scalars(run, "eval/mel_l1")
+    mel_l1 = _scalars(run, "val/mel_l1")
     assert mel_l1 and all(math.isfinite(v) and v >= 0 for v in mel_l1)
     for tag in ("train/kl", "train/forward_sum", "train/bin", "train/duration"):
         assert all(math.isfinite(v) for v in _scalars(run, tag)) and _scalars(run, tag)
@@ -155,7 +155,7 @@ def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_p
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run)["step"] == 3
-    assert _scalars(run, "eval/mel_l1")
+    assert _scalars(run, "val/mel_l1")
 
 
 def test_posterior_on_a_prior_only_teacher_is_a_clear_error(tiny_teacher_file, tiny_ljspeech,

@@ -22,7 +22,7 @@ Defaults follow the unofficial Nix-TTS port: adv 1, fm 2, mel 20, stft 1, teache
 ``train.extra`` keys: ``stft_resolutions`` (``[[n_fft, hop, win], ...]`` in samples; default:
 (1024,128,1024), (2048,256,2048), (512,64,512) scaled to the sample rate), ``discriminator``
 (``periods``, ``n_scales``, ``channel_scale``, ``mrstft``), ``eval_items`` (held-out utterances
-for ``eval/mel_l1``), ``encoder_latent_ratio`` (share of batches on encoder latents),
+for ``val/mel_l1``), ``encoder_latent_ratio`` (share of batches on encoder latents),
 ``encoder_noise_scale`` (noise of the encoder's latent sample).
 """
 

@@ -280,7 +280,7 @@ class DistilEncoderStage:
     def evaluate(self, ctx) -> dict[str, float]:
         """Student ``z`` with the teacher's durations -> teacher decoder, vs teacher synthesis.
 
-        Returns ``{"mel_l1", "dur_log_l1"}`` (also logged as ``eval/*``); logs audio, the
+        Returns ``{"mel_l1", "dur_log_l1"}`` (the loop logs them as ``val/*``); logs audio, the
         student's alignment of the first item and latent statistics.
         """
         from ..data import collate
@@ -325,7 +325,6 @@ class DistilEncoderStage:
                 ctx.log_image("eval/mel_teacher", plot_spectrogram(mel_t[0].cpu(), "teacher"))
                 self._log_alignment(batch, ctx)
         metrics = {"mel_l1": sum(mel_l1s) / len(mel_l1s), "dur_log_l1": sum(dur_l1s) / len(dur_l1s)}
-        ctx.log_scalars(metrics, "eval")
         return metrics
 
     def _log_alignment(self, batch, ctx) -> None:
