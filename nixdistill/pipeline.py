@@ -316,21 +316,31 @@ def run_pipeline(
 
 
 def headline_numbers(results: dict[str, Any]) -> dict[str, Any]:
-    """Pick the numbers a person wants first from a benchmark result dict: parameters, RTF,
-    speed-up and WER of teacher and first student (missing entries are left out)."""
+    """The numbers a person wants first from a benchmark result (see
+    :func:`nixdistill.benchmark.run_benchmark` for the schema): parameters, median end-to-end
+    RTF per thread count, speed-up, ASR error rate, DNSMOS and MCD of the teacher and the first
+    student. Entries the benchmark did not measure are left out."""
     out: dict[str, Any] = {}
-    teacher = results.get("teacher") or {}
     students = results.get("students") or []
-    student = students[0] if students else {}
-    for who, d in (("teacher", teacher), ("student", student)):
-        size = d.get("size") or {}
-        if "total_params" in size:
-            out[f"{who}_params"] = size["total_params"]
-        quality = d.get("quality") or {}
-        for key in ("wer", "cer", "dnsmos_ovrl"):
-            if quality.get(key) is not None:
-                out[f"{who}_{key}"] = quality[key]
-    speed = results.get("speedup")
-    if speed:
-        out["speedup"] = speed
+    for who, entry in (("teacher", results.get("teacher") or {}), ("student",
+                                                                    students[0] if students else {})):
+        params = ((entry.get("size") or {}).get("params") or {}).get("total")
+        if params is not None:
+            out[f"{who}_params"] = params
+        for threads, speed in (entry.get("speed") or {}).items():
+            rtf = (speed.get("rtf") or {}).get("median")
+            if rtf is not None:
+                out[f"{who}_rtf_{threads}thr"] = round(rtf, 4)
+        quality = entry.get("quality") or {}
+        if quality.get("asr_error_rate") is not None:
+            out[f"{who}_{quality.get('asr_metric', 'wer')}"] = round(quality["asr_error_rate"], 3)
+        if (quality.get("dnsmos") or {}).get("ovrl") is not None:
+            out[f"{who}_dnsmos_ovrl"] = round(quality["dnsmos"]["ovrl"], 2)
+        if quality.get("mcd_db") is not None:
+            out[f"{who}_mcd_db"] = round(quality["mcd_db"], 2)
+    if students:
+        per_threads = (results.get("speedup") or {}).get(students[0].get("name"), {})
+        for threads, ratios in per_threads.items():
+            if ratios.get("end_to_end") is not None:
+                out[f"speedup_{threads}thr"] = round(ratios["end_to_end"], 2)
     return out

@@ -43,6 +43,10 @@ def test_tiny_ljspeech_pipeline_runs_then_skips(tiny_ljspeech, tmp_path):
     assert bench["students"] and (run / "benchmark.md").is_file()
     summary = json.loads((run / "pipeline.json").read_text())
     assert [s["status"] for s in summary["stages"]] == ["ran"] * 5
+    head = summary["headline"]
+    assert head["teacher_params"] == bench["teacher"]["size"]["params"]["total"]
+    assert head["student_params"] == bench["students"][0]["size"]["params"]["total"]
+    assert head["student_rtf_1thr"] > 0
 
     # A second run skips everything; removing the decoder's marker resumes only that stage.
     again = run_pipeline("tiny/pipeline_ljspeech", run, data=str(tiny_ljspeech))
