@@ -142,7 +142,9 @@ def test_load_student_never_imports_teacher_code(tmp_path):
         "print(len(w), bad)\n"
         "sys.exit(1 if bad or len(w) == 0 else 0)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # cwd outside the source tree: the installed package, not the source folder, is imported.
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert path.with_suffix(".wav").is_file()
 

@@ -152,7 +152,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "nixdistill.training.toy", "--run-dir", str(tmp_path), "--max-steps", "3"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "params_rank1.pt", weights_only=True)
