@@ -101,6 +101,9 @@ def write_student(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
+    umask = os.umask(0)  # safetensors creates 0600 files; give the export the usual permissions
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, out)
     return out
 
