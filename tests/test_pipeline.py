@@ -12,7 +12,7 @@ from nixdistill.pipeline import DONE_FILE, load_preset, run_pipeline
 
 
 def test_shipped_presets_parse():
-    for name in ("joe-quick", "joe-full", "ljspeech", "kss", "tiny/pipeline_ljspeech",
+    for name in ("joe-quick", "joe-full", "ljspeech", "kss", "asterisk", "tiny/pipeline_ljspeech",
                  "tiny/pipeline_kss"):
         preset = load_preset(name)
         assert preset.encoder.config and preset.decoder.config
