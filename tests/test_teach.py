@@ -19,9 +19,6 @@ from nixdistill.training.teach import TeachError, run_teach, split_utterances
 CONFIG = "tiny/teacher"
 
 
-
-
-
 def _scalars(run_dir: Path, tag: str) -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -111,3 +108,20 @@ def test_split_and_errors(tiny_ljspeech, tmp_path):
     result = CliRunner().invoke(cli, ["teach", "--config", CONFIG, "--data", str(tiny_ljspeech),
                                       "--out", str(tmp_path / "r"), "--resume"])
     assert result.exit_code != 0 and "no checkpoint" in str(result.exception)
+
+
+def test_vits2_duration_discriminator_trains(tiny_ljspeech, tmp_path):
+    import json
+
+    raw = json.loads(Path(str(load_config(CONFIG).source)).read_text())
+    raw["model"]["use_duration_discriminator"] = True
+    cfg_path = tmp_path / "vits2.json"
+    cfg_path.write_text(json.dumps(raw))
+    run = tmp_path / "run"
+    run_teach(str(cfg_path), str(tiny_ljspeech), run, max_steps=2)
+    ckpt = load_checkpoint(run)
+    assert set(ckpt["models"]) == {"generator", "discriminator", "dur_disc"}
+    assert ckpt["optimizers"]["dur_disc"]["state"], "the duration discriminator never stepped"
+    for tag in ("train/dur_disc", "train/dur_adv"):
+        values = _scalars(run, tag)
+        assert sorted(values) == [1, 2] and all(v == v for v in values.values())  # not NaN

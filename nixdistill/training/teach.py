@@ -41,6 +41,7 @@ from ..errors import NixdistillError
 from ..losses import (discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1,
                       mr_stft_loss, scaled_resolutions)
 from ..teachers.commons import slice_segments
+from ..teachers.duration import DurationDiscriminator
 from ..teachers.vits import VITS, VITSConfig
 from .loop import StepContext, Trainer, TrainResult, make_adamw
 from .logging import plot_alignment, plot_spectrogram
@@ -48,9 +49,10 @@ from .logging import plot_alignment, plot_spectrogram
 __all__ = ["DEFAULT_LOSS_WEIGHTS", "TeachOptions", "TeachStage", "TeachError", "run_teach",
            "split_utterances"]
 
-#: jaywalnut310/vits ``train.py``: loss_gen + loss_fm (x2 inside) + c_mel·mel + loss_dur + c_kl·kl.
+#: jaywalnut310/vits ``train.py``: loss_gen + loss_fm (x2 inside) + c_mel·mel + loss_dur + c_kl·kl;
+#: ``dur_adv`` is the VITS2 duration discriminator's generator term (used only when it is on).
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
-    "adv": 1.0, "fm": 2.0, "mel": 45.0, "kl": 1.0, "dur": 1.0, "stft": 0.0,
+    "adv": 1.0, "fm": 2.0, "mel": 45.0, "kl": 1.0, "dur": 1.0, "stft": 0.0, "dur_adv": 1.0,
 }
 #: Sub-modules frozen when a prior-only teacher is given a new posterior encoder.
 PRIOR_ONLY_FROZEN = ("enc_p", "dp", "flow", "dec", "emb_g")
@@ -77,6 +79,8 @@ class TeachOptions:
         eval_max_frames_factor: cap on generated frames at evaluation, as a multiple of the
             real clip's frames (an untrained duration predictor can be very slow otherwise).
         eval_noise_scale / eval_noise_scale_w: sampling noise of evaluation synthesis.
+        dur_disc_kernel_size: conv kernel of the VITS2 duration discriminator (p0p4k: 3); its
+            width is the generator's ``hidden_channels``.
     """
 
     disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
@@ -88,6 +92,7 @@ class TeachOptions:
     eval_max_frames_factor: float = 4.0
     eval_noise_scale: float = 0.667
     eval_noise_scale_w: float = 0.8
+    dur_disc_kernel_size: int = 3
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.freeze) - {"enc_p", "enc_q", "dp", "flow", "dec", "emb_g"})
@@ -124,7 +129,7 @@ class TeachStage:
         generator: the :class:`~nixdistill.teachers.vits.VITS` to train (with ``enc_q``).
         train_set / val_set: :class:`~nixdistill.data.AudioTextDataset` s.
     Raises:
-        ConfigError: unknown loss weights or options; an enabled duration discriminator.
+        ConfigError: unknown loss weights or options.
     """
 
     name = "teach"
@@ -136,9 +141,6 @@ class TeachStage:
         self.train_cfg = exp.train
         self.options = from_dict(TeachOptions, dict(exp.train.extra), f"{exp.source}:train.extra")
         self.weights = loss_weights(exp.train.loss_weights)
-        if generator.config.use_duration_discriminator:
-            raise ConfigError("model.use_duration_discriminator: the VITS2 duration "
-                              "discriminator is not supported by teach yet; set it to false")
         if generator.enc_q is None:
             raise ConfigError("teach needs a generator with a posterior encoder (enc_q)")
         self.generator = generator
@@ -150,6 +152,14 @@ class TeachStage:
         self.discriminator = CombinedDiscriminator(
             self.options.disc_periods, self.options.disc_n_scales,
             self.options.disc_channel_scale, self.options.disc_use_spectral_norm)
+        # VITS2 sec. 2.1 (p0p4k/vits2_pytorch): an LSGAN discriminator on (text hidden, log
+        # duration) pairs, MAS durations as "real" and the duration predictor's as "fake".
+        self.dur_disc: DurationDiscriminator | None = None
+        if generator.config.use_duration_discriminator:
+            cfg = generator.config
+            self.dur_disc = DurationDiscriminator(
+                cfg.hidden_channels, cfg.hidden_channels, self.options.dur_disc_kernel_size,
+                cfg.p_dropout, cfg.gin_channels)
         self.train_set = train_set
         self.val_set = val_set
         self.hop_length = self.audio.hop_length
@@ -163,6 +173,8 @@ class TeachStage:
         mods: dict[str, nn.Module] = {"generator": self.generator}
         if self.train_decoder:
             mods["discriminator"] = self.discriminator
+        if self.dur_disc is not None:
+            mods["dur_disc"] = self.dur_disc
         return mods
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -170,6 +182,8 @@ class TeachStage:
             [p for p in self.generator.parameters() if p.requires_grad], self.train_cfg)}
         if self.train_decoder:
             opts["discriminator"] = make_adamw(self.discriminator.parameters(), self.train_cfg)
+        if self.dur_disc is not None:
+            opts["dur_disc"] = make_adamw(self.dur_disc.parameters(), self.train_cfg)
         return opts
 
     def loader(self) -> torch.utils.data.DataLoader:
@@ -219,6 +233,13 @@ class TeachStage:
             loss_d = discriminator_loss(d.y_d_rs, d.y_d_gs).total
             ctx.optimize("discriminator", loss_d)
             logs["disc"] = loss_d.detach()
+        if self.dur_disc is not None:
+            with ctx.autocast():
+                p = ctx.model("dur_disc")(out.x.detach(), out.x_mask, out.logw_.detach(),
+                                          out.logw.detach())
+            loss_dd = discriminator_loss([p[0]], [p[1]]).total
+            ctx.optimize("dur_disc", loss_dd)
+            logs["dur_disc"] = loss_dd.detach()
 
         terms = {
             "mel": mel_l1(y_hat_mel, y_mel),
@@ -232,6 +253,10 @@ class TeachStage:
             terms["fm"] = feature_loss(d.fmap_rs, d.fmap_gs)
         if self.stft_resolutions:
             terms["stft"] = mr_stft_loss(y_hat, y, self.stft_resolutions).total
+        if self.dur_disc is not None:
+            with ctx.autocast():
+                p = ctx.model("dur_disc")(out.x, out.x_mask, out.logw_, out.logw)
+            terms["dur_adv"] = generator_loss([p[1]]).total
         total = sum(w[k] * v for k, v in terms.items() if w[k] != 0)
         ctx.optimize("generator", total)
         logs["gen"] = total.detach()
