@@ -101,6 +101,7 @@ def test_split_and_errors(tiny_ljspeech, tmp_path):
     train, val = split_utterances(list(range(6)), 2)
     assert (train, val) == ([0, 1, 2, 3], [4, 5])
     assert split_utterances([7], 2) == ([7], [7])
+    assert split_utterances(list(range(8)), 100) == (list(range(4)), list(range(4, 8)))  # <= half
     with pytest.raises(TeachError):
         split_utterances([], 2)
     with pytest.raises(TeachError, match="--config"):

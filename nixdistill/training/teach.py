@@ -314,8 +314,8 @@ class TeachStage:
 # ---------------------------------------------------------------------------------------------
 
 def split_utterances(utts: list, val_size: int) -> tuple[list, list]:
-    """Hold out the last ``val_size`` items for validation (at least one item stays for
-    training; with a single item it is used for both).
+    """Hold out the last ``val_size`` items for validation, at most half of the data (as
+    ``nixdistill prepare`` does); with a single item it is used for both.
 
     Raises:
         TeachError: for an empty dataset.
@@ -324,7 +324,7 @@ def split_utterances(utts: list, val_size: int) -> tuple[list, list]:
         raise TeachError("the dataset has no usable items")
     if len(utts) == 1:
         return list(utts), list(utts)
-    n_val = max(1, min(val_size, len(utts) - 1))
+    n_val = max(1, min(val_size, len(utts) // 2))
     return list(utts[:-n_val]), list(utts[-n_val:])
 
 
