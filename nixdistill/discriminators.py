@@ -50,6 +50,19 @@ SCALE_POOL = (4, 2, 2)
 RESOLUTION_CHANNELS = 32
 
 
+
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module,
+                fmap: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The shared discriminator body (HiFi-GAN): leaky-ReLU conv stack, then a 1-channel
+    output conv. Appends every activation to ``fmap`` (for feature matching) and returns
+    (flattened scores [B, N], fmap)."""
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
+
 class DiscriminatorOutput(NamedTuple):
     """Scores and feature maps of K sub-discriminators on real (r) and generated (g) audio.
 
@@ -106,12 +119,7 @@ class PeriodDiscriminator(nn.Module):
             x = F.pad(x, (0, n_pad), "reflect")
             t += n_pad
         x = x.view(b, c, t // self.period, self.period)
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(x, self.convs, self.conv_post, fmap)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -140,12 +148,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(x, self.convs, self.conv_post, fmap)
 
 
 def _run_all(discs: Sequence[nn.Module], inputs_r: Sequence[torch.Tensor],
@@ -233,12 +236,7 @@ class ResolutionDiscriminator(nn.Module):
         mag = stft_magnitude(x, self.resolution)  # [B, n_freqs, T_frames]
         x = torch.log(mag).transpose(1, 2).unsqueeze(1).to(x.dtype)  # [B, 1, T_frames, n_freqs]
         fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(x, self.convs, self.conv_post, fmap)
 
 
 class MultiResolutionSTFTDiscriminator(nn.Module):

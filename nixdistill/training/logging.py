@@ -13,6 +13,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["figure_to_array", "plot_spectrogram", "plot_alignment", "to_numpy_2d"]
 
+ALIGNMENT_FIGSIZE_IN = (6.0, 4.0)
+"""Alignment image size in inches."""
 FIGSIZE_IN = (10.0, 3.0)
 DPI = 80
 
@@ -41,6 +43,23 @@ def to_numpy_2d(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x
 
 
+def _plot_image(x: np.ndarray | torch.Tensor, ylabel: str, title: str | None,
+                figsize: tuple[float, float]) -> np.ndarray:
+    """A 2-D array as an image with a colour bar, frames on x; [H, W, 3] uint8."""
+    x = to_numpy_2d(x)
+    fig = Figure(figsize=figsize, dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    im = ax.imshow(x, aspect="auto", origin="lower", interpolation="none")
+    fig.colorbar(im, ax=ax)
+    ax.set_xlabel("frames")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return figure_to_array(fig)
+
+
 def plot_spectrogram(mel: np.ndarray | torch.Tensor, title: str | None = None) -> np.ndarray:
     """Image of a (log-)mel spectrogram.
 
@@ -49,18 +68,7 @@ def plot_spectrogram(mel: np.ndarray | torch.Tensor, title: str | None = None) -
     Returns:
         [H, W, 3] uint8.
     """
-    mel = to_numpy_2d(mel)
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    im = ax.imshow(mel, aspect="auto", origin="lower", interpolation="none")
-    fig.colorbar(im, ax=ax)
-    ax.set_xlabel("frames")
-    ax.set_ylabel("mel bin")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return figure_to_array(fig)
+    return _plot_image(mel, "mel bin", title, FIGSIZE_IN)
 
 
 def plot_alignment(attn: np.ndarray | torch.Tensor, title: str | None = None) -> np.ndarray:
@@ -71,15 +79,4 @@ def plot_alignment(attn: np.ndarray | torch.Tensor, title: str | None = None) ->
     Returns:
         [H, W, 3] uint8.
     """
-    attn = to_numpy_2d(attn)
-    fig = Figure(figsize=(6.0, 4.0), dpi=DPI)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    im = ax.imshow(attn, aspect="auto", origin="lower", interpolation="none")
-    fig.colorbar(im, ax=ax)
-    ax.set_xlabel("frames")
-    ax.set_ylabel("tokens")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return figure_to_array(fig)
+    return _plot_image(attn, "tokens", title, ALIGNMENT_FIGSIZE_IN)
