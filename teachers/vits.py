@@ -19,14 +19,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nixdistill.config import ConfigError
+from nixdistill.errors import ConfigError
+from nixdistill.nn import remove_weight_norm, sequence_mask
 
-from .commons import generate_path, rand_slice_segments, sequence_mask
+from .commons import generate_path, rand_slice_segments
 from .duration import DurationPredictor, StochasticDurationPredictor
 from .encoders import PosteriorEncoder, TextEncoder
 from .flows import FlowTransformerSpec, ResidualCouplingBlock
 from .hifigan import Generator
-from .modules import remove_weight_norm_
 
 #: Added to durations before the log in the duration targets (VITS ``logw_``).
 DURATION_LOG_EPS = 1e-6
@@ -317,7 +317,7 @@ class VITS(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm of ``dec``, ``flow`` and ``enc_q`` into plain weights (inference)."""
-        remove_weight_norm_(self)
+        remove_weight_norm(self)
 
     def _encode_text(self, x, x_lengths, g):
         return self.enc_p(x, x_lengths, g=g if self.enc_gin_channels else None)
