@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from nixdistill.config import ConfigError
+from nixdistill.errors import ConfigError
+from nixdistill.nn import expand_by_durations, sequence_mask
 
 from .aligner import Aligner
-from .layers import DSConvStack, sequence_mask
+from .layers import DSConvStack
 
 __all__ = [
     "NixEncoderConfig",
@@ -37,7 +38,6 @@ __all__ = [
     "DurationPredictor",
     "StochasticDurationPredictor",
     "LatentEncoder",
-    "expand_by_durations",
     "round_durations",
 ]
 
@@ -333,30 +333,6 @@ def round_durations(w: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
     return (cum - prev) * x_mask
 
 
-def expand_by_durations(h: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Repeat token features by their durations with an index gather (no path matrix).
-
-    Args:
-        h: token features, [B, C, T_text].
-        w: integer frames per token (0 on padding), [B, T_text].
-    Returns:
-        (h_frames [B, C, T_frames], y_lengths [B] int64) with ``T_frames = max Σ w``; frames
-        past an item's length are zero.
-    """
-    w = w.long()
-    y_lengths = w.sum(1)
-    t_frames = y_lengths.max()
-    cum = torch.cumsum(w, dim=1).clamp(max=t_frames)  # token j ends before frame cum[j]
-    # frame t belongs to token #{j : cum[j] <= t}: count boundaries with a scatter-add + cumsum
-    # (O(T_frames + T_text) per item; exports to ONNX, unlike searchsorted)
-    marks = torch.zeros(w.shape[0], t_frames + 1, dtype=torch.long, device=w.device)
-    marks = marks.scatter_add(1, cum, torch.ones_like(cum))
-    idx = torch.cumsum(marks, dim=1)[:, :-1].clamp(max=w.shape[1] - 1)  # [B, T_frames]
-    h_frames = torch.gather(h, 2, idx.unsqueeze(1).expand(-1, h.shape[1], -1))
-    mask = sequence_mask(y_lengths, t_frames).unsqueeze(1).to(h.dtype)
-    return h_frames * mask, y_lengths
-
-
 class LatentEncoder(nn.Module):
     """Frame-rate DS-conv stack: expanded text features -> ``(m_s, logs_s)``.
 
@@ -484,8 +460,7 @@ class NixEncoder(nn.Module):
             h_frames = torch.bmm(h, attn_hard.squeeze(1).transpose(1, 2))  # [B, hidden, T_frames]
         else:
             w = w_target.reshape(x.shape[0], 1, -1).to(h.dtype) * x_mask
-            h_frames, _ = expand_by_durations(h, w.squeeze(1))
-            h_frames = nn.functional.pad(h_frames, (0, mel.shape[2] - h_frames.shape[2]))
+            h_frames = expand_by_durations(h, w, mel.shape[2])
         logw_target = torch.log(w.clamp(min=1)) * x_mask
         h_dp = h.detach()
         g_dp = None if g is None else g.detach()
@@ -549,7 +524,7 @@ class NixEncoder(nn.Module):
             :class:`EncoderOutput` (z [B, inter, T_frames], w_ceil [B, T_text] int64, y_mask).
             Durations are rounded so that the expected length is unbiased
             (:func:`round_durations`); the expansion is an index gather
-            (:func:`expand_by_durations`).
+            (:func:`nixdistill.nn.expand_by_durations`).
         """
         c = self.config
         noise_scale = c.noise_scale if noise_scale is None else noise_scale
@@ -564,7 +539,8 @@ class NixEncoder(nn.Module):
         if not torch.onnx.is_in_onnx_export() and not bool((w.sum(1) > 0).all()):
             w = w.clone()  # an empty utterance still gets one frame
             w[:, 0] = torch.where(w.sum(1) > 0, w[:, 0], torch.ones_like(w[:, 0]))
-        h_frames, y_lengths = expand_by_durations(h, w)
+        y_lengths = w.sum(1).long()
+        h_frames = expand_by_durations(h, w, y_lengths.max())
         y_mask = sequence_mask(y_lengths, h_frames.shape[2]).unsqueeze(1).to(h.dtype)
         m_s, logs_s = self.latent_encoder(h_frames, y_mask, g)
         if generator is None:

@@ -7,7 +7,7 @@ import torch
 
 from nixdistill.config import ConfigError, from_dict, load_config
 from nixdistill.students.encoder import (
-    EncoderTrainOutput, NixEncoder, NixEncoderConfig, expand_by_durations, round_durations,
+    EncoderTrainOutput, NixEncoder, NixEncoderConfig, round_durations,
 )
 from nixdistill.students.layers import (
     DepthwiseSeparableConv1d, DSConvStack, durations_to_path, sequence_mask,
@@ -196,18 +196,6 @@ def test_predicted_lengths_are_unbiased_when_the_predictor_is():
     encoder.eval()
     out = encoder.infer(x, x_lengths, noise_scale=0)
     assert float(out.w_ceil.sum(1).float().mean()) == pytest.approx(2.4 * 20, rel=0.03)
-
-
-def test_expand_by_durations_matches_the_path_matrix():
-    torch.manual_seed(0)
-    w = torch.tensor([[2, 0, 3, 1], [1, 1, 0, 0]])
-    h = torch.randn(2, 5, 4)
-    h_frames, y_lengths = expand_by_durations(h, w)
-    assert y_lengths.tolist() == [6, 2] and h_frames.shape == (2, 5, 6)
-    path = durations_to_path(w, torch.ones(2, 6, 4))
-    torch.testing.assert_close(h_frames, torch.bmm(h, path.transpose(1, 2)))
-    one, _ = expand_by_durations(h[:1], w[:1])
-    torch.testing.assert_close(one, h_frames[:1])
 
 
 @pytest.mark.parametrize("dp", ["deterministic", "stochastic"])
