@@ -259,6 +259,8 @@ def _type_ok(value: Any, tp: Any) -> bool:
 def from_dict(cls: type[T], d: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a JSON dict, rejecting unknown keys and wrong types.
 
+    A field typed with another dataclass is built from its JSON object the same way.
+
     Args:
         cls: a dataclass type.
         d: its fields as plain JSON values.
@@ -277,11 +279,14 @@ def from_dict(cls: type[T], d: dict[str, Any], where: str = "") -> T:
         raise ConfigError(
             f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}"
         )
+    values = dict(d)
     for k, v in d.items():
-        if not _type_ok(v, hints[k]):
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
+            values[k] = from_dict(hints[k], v, f"{where or cls.__name__}.{k}")
+        elif not _type_ok(v, hints[k]):
             raise ConfigError(f"{where or cls.__name__}.{k}: {v!r} is not a valid {hints[k]}")
     try:
-        return cls(**d)
+        return cls(**values)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
     except (TypeError, ValueError) as e:
