@@ -1,5 +1,5 @@
-"""Run folders and training checkpoints: atomic writes, safe loading, the newest checkpoint, and
-the trained student parts a run holds.
+"""Run folders and training checkpoints: atomic writes, safe loading, the newest checkpoint,
+and the trained student parts a run holds.
 
 A run folder is what a training stage writes: ``RUN/config.json``, ``RUN/checkpoints/``
 (``step_XXXXXXXX.pt`` and ``last.pt``) and ``RUN/tensorboard/``. A checkpoint is a plain dict

@@ -25,10 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from nixdistill.config import ConfigError, check_upsampling, from_dict
+from nixdistill.errors import ConfigError
+from nixdistill.nn import (ResBlock1, check_upsampling, folded_state_dict, from_dict, get_padding,
+                           hifigan_upsample, remove_weight_norm)
 
 from .layers import DepthwiseSeparableConv1d
 
@@ -185,42 +186,11 @@ def decoder_config_from_dict(
 # --------------------------------------------------------------------------------------------
 
 
-def _same_padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
-
-
 def _init_normal(module: nn.Module, std: float) -> None:
     """HiFi-GAN ``init_weights``: conv weights ~ N(0, std)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
             m.weight.data.normal_(0.0, std)
-
-
-def remove_weight_norm(module: nn.Module) -> nn.Module:
-    """Fold every ``parametrizations.weight_norm`` in ``module`` into a plain ``weight``.
-
-    Returns the same module (in place), ready for inference/export.
-    """
-    for m in module.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-    return module
-
-
-def folded_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict ``module`` would have after :func:`remove_weight_norm`, without mutating it.
-
-    (``parametrize.remove_parametrizations`` on a deep copy breaks the original in torch 2.x,
-    so export folds the weights this way.)
-    """
-    state = dict(module.state_dict())
-    for name, m in module.named_modules():
-        if parametrize.is_parametrized(m, "weight"):
-            prefix = f"{name}." if name else ""
-            for key in [k for k in state if k.startswith(f"{prefix}parametrizations.weight.")]:
-                del state[key]
-            state[f"{prefix}weight"] = m.weight.detach()
-    return state
 
 
 def _ds_conv(channels: int, kernel_size: int, dilation: int) -> DepthwiseSeparableConv1d:
@@ -229,29 +199,6 @@ def _ds_conv(channels: int, kernel_size: int, dilation: int) -> DepthwiseSeparab
     conv.depthwise = weight_norm(conv.depthwise)
     conv.pointwise = weight_norm(conv.pointwise)
     return conv
-
-
-class DSResBlock(nn.Module):
-    """HiFi-GAN ``ResBlock1`` with depthwise-separable convolutions.
-
-    For each dilation ``d``: ``x = x + conv2(lrelu(conv1_d(lrelu(x))))``. Shapes ``[B, C, T]``.
-    """
-
-    def __init__(self, channels: int, kernel_size: int, dilations: list[int], slope: float) -> None:
-        super().__init__()
-        self.slope = slope
-        self.convs1 = nn.ModuleList(
-            _ds_conv(channels, kernel_size, d) for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            _ds_conv(channels, kernel_size, 1) for _ in dilations
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
-            xt = c2(F.leaky_relu(c1(F.leaky_relu(x, self.slope)), self.slope))
-            x = x + xt
-        return x
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +233,7 @@ class NixDecoder(nn.Module):
         c0 = cfg.upsample_initial_channel
         self.conv_pre = weight_norm(
             nn.Conv1d(cfg.inter_channels, c0, cfg.pre_kernel_size,
-                      padding=_same_padding(cfg.pre_kernel_size))
+                      padding=get_padding(cfg.pre_kernel_size))
         )
         self.cond = nn.Conv1d(cfg.gin_channels, c0, 1) if cfg.gin_channels > 0 else None
         self.ups = nn.ModuleList()
@@ -298,9 +245,9 @@ class NixDecoder(nn.Module):
             ))
             ch //= 2
             for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes):
-                self.resblocks.append(DSResBlock(ch, rk, list(rd), self.slope))
+                self.resblocks.append(ResBlock1(ch, rk, rd, self.slope, conv=_ds_conv, init=None))
         self.conv_post = weight_norm(
-            nn.Conv1d(ch, 1, cfg.post_kernel_size, padding=_same_padding(cfg.post_kernel_size),
+            nn.Conv1d(ch, 1, cfg.post_kernel_size, padding=get_padding(cfg.post_kernel_size),
                       bias=False)
         )
         _init_normal(self.ups, _HIFIGAN_INIT_STD)
@@ -318,16 +265,7 @@ class NixDecoder(nn.Module):
         x = self.conv_pre(z)
         if self.cond is not None and g is not None:
             x = x + self.cond(g)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, self.slope))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            xs = blocks[0](x)
-            for block in blocks[1:]:
-                xs = xs + block(x)
-            x = xs / self.num_kernels
-        # HiFi-GAN uses the default LeakyReLU slope (0.01) before conv_post.
-        x = self.conv_post(F.leaky_relu(x))
-        return torch.tanh(x)
+        return hifigan_upsample(x, self.ups, self.resblocks, self.conv_post, self.slope)
 
     def remove_weight_norm(self) -> NixDecoder:
         """Fold weight norm into plain weights (in place) for inference/export."""

@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from nixdistill.config import ConfigError
+from nixdistill.errors import ConfigError
+from nixdistill.nn import sequence_mask
 
 from .aligner import Aligner
-from .layers import DSConvStack, durations_to_path, sequence_mask
+from .layers import DSConvStack, durations_to_path
 
 __all__ = [
     "NixEncoderConfig",

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, ExperimentConfig, load_config, train_overrides
+from ..config import ExperimentConfig, load_config, train_overrides
+from ..errors import ConfigError
 from ..data import AudioTextDataset, TextOnlyDataset, Utterance, train_val_utterances
 from ..latents import (LatentCache, LatentSettings, choose_latent_source, open_latent_cache,
                        teacher_description)

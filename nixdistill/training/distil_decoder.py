@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig
+from ..config import ExperimentConfig
+from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, teacher_latents
 from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
@@ -78,6 +79,7 @@ class DecoderOptions(DistilOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.discriminator = DiscriminatorSettings.parse(self.discriminator)
         if not 0.0 <= self.encoder_latent_ratio <= 1.0:
             raise ConfigError("train.extra.encoder_latent_ratio must be in [0, 1]")
 

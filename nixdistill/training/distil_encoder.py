@@ -40,7 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ConfigError, ExperimentConfig, from_dict
+from ..config import ExperimentConfig, from_dict
+from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, teacher_latents
 from ..losses_align import (

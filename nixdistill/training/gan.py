@@ -7,12 +7,13 @@ jik876/hifi-gan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import from_dict
+from ..errors import ConfigError
 from ..discriminators import (CombinedDiscriminator, DiscriminatorOutput,
                               MultiResolutionSTFTDiscriminator)
 from ..losses import STFTResolution, discriminator_loss, feature_loss, generator_loss
@@ -43,6 +44,17 @@ class DiscriminatorSettings:
         if self.channel_scale <= 0:
             raise ConfigError("train.extra.discriminator.channel_scale must be positive")
 
+    @classmethod
+    def parse(cls, value: DiscriminatorSettings | dict[str, Any]) -> DiscriminatorSettings:
+        """The settings from their JSON object (``train.extra.discriminator``), or as given.
+
+        Raises:
+            ConfigError: unknown keys or bad values.
+        """
+        if isinstance(value, cls):
+            return value
+        return from_dict(cls, value, "train.extra.discriminator")
+
 
 class Discriminators(nn.Module):
     """:class:`CombinedDiscriminator` (MPD + MSD) and an optional MR-STFT discriminator, their
@@ -67,7 +79,8 @@ class Discriminators(nn.Module):
         return out
 
 
-def discriminator_step(ctx: StepContext, name: str, y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
+def discriminator_step(ctx: StepContext, name: str, y: torch.Tensor,
+                       y_hat: torch.Tensor) -> torch.Tensor:
     """One LSGAN discriminator step of module/optimiser ``name``: real ``y`` against the
     detached ``y_hat`` (both [B, 1, T_samples]).
 
@@ -81,8 +94,8 @@ def discriminator_step(ctx: StepContext, name: str, y: torch.Tensor, y_hat: torc
     return loss.detach()
 
 
-def adversarial_terms(ctx: StepContext, name: str, y: torch.Tensor, y_hat: torch.Tensor, adv: bool = True,
-                      fm: bool = True) -> dict[str, torch.Tensor]:
+def adversarial_terms(ctx: StepContext, name: str, y: torch.Tensor, y_hat: torch.Tensor,
+                      adv: bool = True, fm: bool = True) -> dict[str, torch.Tensor]:
     """The generator's ``adv`` (LSGAN) and ``fm`` (feature matching) terms against the
     discriminator ``name`` (call after :func:`discriminator_step`).
 

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from ..audio import audio_kwargs, mel_spectrogram
-from ..config import AudioConfig, ConfigError, TrainConfig, from_dict
+from ..config import AudioConfig, TrainConfig, from_dict
 from ..data import collate
+from ..errors import ConfigError
 from .context import StepContext
 
 __all__ = ["NoOptions", "Stage", "merge_loss_weights", "fit_length", "log_mel", "speaker_ids"]

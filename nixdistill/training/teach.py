@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from ..audio import spec_to_mel
-from ..config import ConfigError, ExperimentConfig, config_from_raw, load_config, train_overrides
+from ..config import ExperimentConfig, config_from_raw, load_config, train_overrides
 from ..data import AudioTextDataset, Batch, collate, train_val_utterances
-from ..errors import NixdistillError
-from ..losses import discriminator_loss, generator_loss, kl_loss, mel_l1, mr_stft_loss, scaled_resolutions
+from ..errors import ConfigError, NixdistillError
+from ..losses import (discriminator_loss, generator_loss, kl_loss, mel_l1, mr_stft_loss,
+                      scaled_resolutions)
 from ..runs import CONFIG_FILENAME
 from ..teachers.commons import slice_segments
 from ..teachers.duration import DurationDiscriminator
@@ -90,6 +91,7 @@ class TeachOptions:
     dur_disc_kernel_size: int = 3
 
     def __post_init__(self) -> None:
+        self.discriminator = DiscriminatorSettings.parse(self.discriminator)
         bad = sorted(set(self.freeze) - {"enc_p", "enc_q", "dp", "flow", "dec", "emb_g"})
         if bad:
             raise ConfigError(f"train.extra.freeze: unknown sub-module(s) {bad}")
