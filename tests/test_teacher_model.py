@@ -211,7 +211,7 @@ def test_spline_flow_inverts():
     mask = torch.ones(2, 1, 11, dtype=torch.float64)
     y, logdet = flow(x, mask)
     assert not torch.allclose(y, x)
-    assert torch.allclose(flow(y, mask, reverse=True), x, atol=1e-8)
+    assert torch.allclose(flow(y, mask, reverse=True).x, x, atol=1e-8)
     # log|det J| against autograd: y1[t] depends on x1[t] only, so J is diagonal in x1
     xi = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(flow(xi, mask)[0][:, 1].sum(), xi)

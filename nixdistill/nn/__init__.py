@@ -7,6 +7,7 @@ loggers, no global config).
 
 from .config import check_upsampling, from_dict
 from .durations import expand_by_durations, frame_token_index
+from .flows import ElementwiseAffine, Flip, FlowOutput
 from .hifigan import ConvFactory, ResBlock1, ResBlock2, hifigan_upsample, weight_norm_conv1d
 from .layers import (INIT_STD, LRELU_SLOPE, folded_state_dict, get_padding, init_weights,
                      remove_weight_norm, sequence_mask)
@@ -24,6 +25,9 @@ __all__ = [
     "ResBlock1",
     "ResBlock2",
     "hifigan_upsample",
+    "FlowOutput",
+    "Flip",
+    "ElementwiseAffine",
     "frame_token_index",
     "expand_by_durations",
     "from_dict",
