@@ -6,7 +6,7 @@ loggers, no global config).
 """
 
 from .config import check_upsampling, from_dict
-from .durations import expand_by_durations, frame_token_index
+from .durations import durations_to_path, expand_by_durations, frame_token_index
 from .flows import ElementwiseAffine, Flip, FlowOutput
 from .hifigan import ConvFactory, ResBlock1, ResBlock2, hifigan_upsample, weight_norm_conv1d
 from .layers import (INIT_STD, LRELU_SLOPE, folded_state_dict, get_padding, init_weights,
@@ -28,6 +28,7 @@ __all__ = [
     "FlowOutput",
     "Flip",
     "ElementwiseAffine",
+    "durations_to_path",
     "frame_token_index",
     "expand_by_durations",
     "from_dict",
