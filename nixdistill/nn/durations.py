@@ -21,15 +21,18 @@ def frame_token_index(durations: torch.Tensor, t_frames: int) -> tuple[torch.Ten
     Args:
         durations: frames per token, [B, T_text] (whole numbers, float or integer; zero on
             padded tokens).
-        t_frames: output frames ``T_frames``.
+        t_frames: output frames ``T_frames`` (an int, or a 0-d tensor under ONNX export).
     Returns:
         (index [B, T_frames] int64 in ``[0, T_text)``, valid [B, T_frames] bool). ``valid`` is
         False past ``sum(durations[b])``; there ``index`` is clamped to ``T_text - 1``.
     """
     b, t_text = durations.shape
     cum = torch.cumsum(durations.long(), dim=1)  # [B, T_text] end frame (exclusive) per token
-    frames = torch.arange(t_frames, device=durations.device).expand(b, t_frames).contiguous()
-    index = torch.searchsorted(cum, frames, right=True)  # tokens ending at or before t
+    # index[t] = #{j : cum[j] <= t}: mark each token end with a scatter-add, then a running sum
+    # over frames. O(T_frames + T_text) per item, and it exports to ONNX (searchsorted does not).
+    marks = torch.zeros(b, t_frames + 1, dtype=torch.long, device=durations.device)
+    marks = marks.scatter_add(1, cum.clamp(max=t_frames), torch.ones_like(cum))
+    index = torch.cumsum(marks, dim=1)[:, :-1]  # tokens ending at or before t
     valid = index < t_text
     return index.clamp_max(t_text - 1), valid
 
