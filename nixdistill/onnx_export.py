@@ -79,25 +79,11 @@ class EncoderGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, x_lengths: torch.Tensor, scales: torch.Tensor,
                 sid: torch.Tensor | None = None):
-        from .students.layers import durations_to_path, sequence_mask
-
-        enc = self.encoder
-        noise_scale, length_scale = scales[0], scales[1]
         # With noise_w_input, a third scale (Piper's noise_w) drives the stochastic duration
         # predictor; the two-scale encoder graph keeps the config's value.
-        noise_w = scales[2] if self.noise_w_input else enc.config.noise_scale_w
-        _, h, x_mask = enc.encode_text(x, x_lengths)
-        g = enc._speaker(sid, x.shape[0], x.device)
-        if enc.stochastic:
-            logw = enc.dp(h, x_mask, g, noise_w)
-        else:
-            logw = enc.dp(h, x_mask, g)
-        w_ceil = torch.ceil(torch.exp(logw) * x_mask * length_scale).squeeze(1)
-        y_lengths = w_ceil.sum(1).clamp(min=1).long()
-        y_mask = sequence_mask(y_lengths, y_lengths.max()).unsqueeze(1).to(h.dtype)
-        path = durations_to_path(w_ceil, y_mask.transpose(1, 2) * x_mask)
-        m_s, logs_s = enc._latents(h, path, y_mask, g)
-        z = (m_s + torch.randn_like(m_s) * torch.exp(logs_s) * noise_scale) * y_mask
+        noise_w = scales[2] if self.noise_w_input else None
+        z, w_ceil, y_mask = self.encoder.infer(x, x_lengths, sid, noise_scale=scales[0],
+                                               length_scale=scales[1], noise_scale_w=noise_w)
         return z, w_ceil.long(), y_mask
 
 

@@ -7,7 +7,7 @@ that padded frames never leak into valid ones (padding invariance), and every bl
 the dilation it was built with (the unofficial port ignored its configured dilations).
 
 This module is shared by the encoder and the decoder; its public names are stable:
-:func:`sequence_mask`, :func:`durations_to_path`, :class:`ChannelLayerNorm`,
+:func:`sequence_mask` (from :mod:`nixdistill.nn`), :func:`durations_to_path`, :class:`ChannelLayerNorm`,
 :class:`DepthwiseSeparableConv1d`, :class:`DSConvBlock`, :class:`DSConvStack`.
 """
 
@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nixdistill.nn import sequence_mask
+
 __all__ = [
     "sequence_mask",
     "durations_to_path",
@@ -27,21 +29,6 @@ __all__ = [
     "DSConvBlock",
     "DSConvStack",
 ]
-
-
-def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
-    """Boolean mask of valid positions.
-
-    Args:
-        lengths: valid lengths, [B], integer.
-        max_length: padded length ``T`` (default ``lengths.max()``).
-    Returns:
-        mask: [B, T], bool, ``mask[b, t] = t < lengths[b]``.
-    """
-    if max_length is None:
-        max_length = int(lengths.max())
-    steps = torch.arange(max_length, device=lengths.device, dtype=lengths.dtype)
-    return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def durations_to_path(durations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nixdistill.nn import remove_weight_norm
+
 from .attentions import Encoder
-from .modules import Flip, ResidualCouplingLayer, remove_weight_norm_
+from .modules import Flip, ResidualCouplingLayer
 
 
 @dataclass(frozen=True)
@@ -99,4 +101,4 @@ class ResidualCouplingBlock(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm of every WaveNet convolution into plain weights."""
-        remove_weight_norm_(self)
+        remove_weight_norm(self)

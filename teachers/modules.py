@@ -1,4 +1,5 @@
-"""Building blocks of VITS: WaveNet, HiFi-GAN residual blocks, normalising-flow layers.
+"""Building blocks of VITS: WaveNet and normalising-flow layers (the HiFi-GAN residual blocks
+are shared with the students, in :mod:`nixdistill.nn.hifigan`).
 
 Source: jaywalnut310/vits ``modules.py`` (architecture and parameter names, so original
 checkpoints load key for key). Weight norm uses ``torch.nn.utils.parametrizations.weight_norm``
@@ -13,14 +14,13 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from .commons import fused_add_tanh_sigmoid_multiply, get_padding, init_weights
+from nixdistill.nn import get_padding, remove_weight_norm
+
+from .commons import fused_add_tanh_sigmoid_multiply
 from .transforms import unconstrained_rational_quadratic_spline
 
-#: Leaky-ReLU slope inside HiFi-GAN residual blocks (jaywalnut310/vits ``LRELU_SLOPE``).
-LRELU_SLOPE = 0.1
 #: LayerNorm epsilon (VITS ``modules.LayerNorm``).
 LAYER_NORM_EPS = 1e-5
 #: Floor applied before ``log`` in the duration flow's :class:`Log` layer.
@@ -28,13 +28,6 @@ LOG_FLOOR = 1e-5
 #: Spline bins and tail bound of :class:`ConvFlow` (VITS defaults).
 SPLINE_BINS = 10
 SPLINE_TAIL_BOUND = 5.0
-
-
-def remove_weight_norm_(module: nn.Module) -> None:
-    """Fold weight norm into a plain ``weight`` for every parametrised submodule, in place."""
-    for m in module.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
 
 
 class LayerNorm(nn.Module):
@@ -142,63 +135,7 @@ class WN(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm of every convolution into plain weights (for inference/export)."""
-        remove_weight_norm_(self)
-
-
-class ResBlock1(nn.Module):
-    """HiFi-GAN V1 residual block: per dilation a dilated conv then a dilation-1 conv."""
-
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5)):
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                  padding=get_padding(kernel_size, d)))
-            for d in dilation)
-        self.convs2 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1,
-                                  padding=get_padding(kernel_size, 1)))
-            for _ in dilation)
-        self.convs1.apply(init_weights)
-        self.convs2.apply(init_weights)
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, C, T] -> [B, C, T]."""
-        for c1, c2 in zip(self.convs1, self.convs2):
-            xt = F.leaky_relu(x, LRELU_SLOPE)
-            if x_mask is not None:
-                xt = xt * x_mask
-            xt = F.leaky_relu(c1(xt), LRELU_SLOPE)
-            if x_mask is not None:
-                xt = xt * x_mask
-            x = c2(xt) + x
-        return x * x_mask if x_mask is not None else x
-
-    def remove_weight_norm(self) -> None:
-        remove_weight_norm_(self)
-
-
-class ResBlock2(nn.Module):
-    """HiFi-GAN V3 residual block: one dilated conv per dilation."""
-
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3)):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                  padding=get_padding(kernel_size, d)))
-            for d in dilation)
-        self.convs.apply(init_weights)
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, C, T] -> [B, C, T]."""
-        for c in self.convs:
-            xt = F.leaky_relu(x, LRELU_SLOPE)
-            if x_mask is not None:
-                xt = xt * x_mask
-            x = c(xt) + x
-        return x * x_mask if x_mask is not None else x
-
-    def remove_weight_norm(self) -> None:
-        remove_weight_norm_(self)
+        remove_weight_norm(self)
 
 
 class Log(nn.Module):

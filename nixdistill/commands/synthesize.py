@@ -43,18 +43,16 @@ def _read_lines(path: str) -> list[str]:
 
 
 class AudioSink:
-    """Writes float chunks as they come, as 16-bit PCM (libsndfile's conversion either way): a
-    wav file, or raw samples on stdout (``-``), flushed after every chunk."""
+    """Writes float chunks as they come, as 16-bit PCM: a wav file, or raw little-endian
+    samples on stdout (``-``), flushed after every chunk."""
 
     def __init__(self, out_path: str, sample_rate: int) -> None:
-        import soundfile as sf
-
         self.n_samples = 0
-        if out_path == STDOUT:
-            self._file = sf.SoundFile(sys.stdout.buffer, "w", sample_rate, 1, subtype="PCM_16",
-                                      format="RAW")
-        else:
+        self._file = None
+        if out_path != STDOUT:
             from pathlib import Path
+
+            import soundfile as sf
 
             Path(out_path).parent.mkdir(parents=True, exist_ok=True)
             self._file = sf.SoundFile(out_path, "w", sample_rate, 1, subtype="PCM_16")
@@ -63,12 +61,17 @@ class AudioSink:
         import numpy as np
 
         chunk = np.clip(np.asarray(chunk, dtype=np.float32).reshape(-1), -1.0, 1.0)
-        self._file.write(chunk)
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(chunk)
+        else:  # libsndfile's float -> PCM_16 scaling, so '-' and a wav hold the same samples
+            pcm = np.clip(np.rint(chunk * 32768.0), -32768, 32767).astype("<i2")
+            sys.stdout.buffer.write(pcm.tobytes())
+            sys.stdout.buffer.flush()
         self.n_samples += len(chunk)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _speak_to(out_path: str, sample_rate: int, chunks: Iterator) -> float:

@@ -239,7 +239,7 @@ class DistilEncoderStage:
         if out.dur_nll is not None:
             terms["duration"] = duration_nll_loss(out.dur_nll.float(), out.x_mask)
         else:
-            terms["duration"] = duration_loss(out.logw.float(), out.logw_target, out.x_mask)
+            terms["duration"] = duration_loss(out.logw.float(), out.w_target.float(), out.x_mask)
         return terms
 
     def training_step(self, batch, ctx) -> dict[str, Any]:
@@ -248,7 +248,9 @@ class DistilEncoderStage:
                                   self.cache)
         encoder = ctx.model("encoder")
         with ctx.autocast():
-            out = encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
+            # prior latents: the teacher's own durations expanded its z; train on them
+            out = encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch),
+                          w_target=lat.w_ceil)
         terms = self.losses(out, lat, batch.x_lengths, ctx.step)
         w = self.loss_weights
         bin_w = bin_loss_weight(ctx.step, self.settings.bin_start_step, self.settings.bin_ramp_steps)
