@@ -342,7 +342,7 @@ def _piper_package(name: str) -> tuple[Path, Path] | None:
 
 
 def _resolve_dir(p: Path) -> Path:
-    from .training.checkpoint import latest_checkpoint
+    from .runs import latest_checkpoint
 
     found = latest_checkpoint(p)
     if found is not None:

@@ -1,7 +1,7 @@
 """Small tensor helpers of the teacher modules (those shared with the students live in
 :mod:`nixdistill.nn`).
 
-Source: jaywalnut310/vits ``commons.py`` (``generate_path``, ``rand_slice_segments``,
+Source: jaywalnut310/vits ``commons.py`` (``rand_slice_segments``,
 ``fused_add_tanh_sigmoid_multiply``), rewritten with shapes documented.
 """
 
@@ -9,24 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from nixdistill.nn import sequence_mask
-
-def generate_path(duration: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Hard monotonic alignment from integer durations (VITS ``commons.generate_path``).
-
-    Args:
-        duration: frames per token, [B, 1, T_text] (already ceiled, zero on padding).
-        mask: valid (frame, token) pairs, [B, 1, T_frames, T_text].
-    Returns:
-        attn: 0/1 path, [B, 1, T_frames, T_text]; frame ``t`` belongs to token ``j`` when
-        ``cumsum(d)[j-1] <= t < cumsum(d)[j]``.
-    """
-    b, _, t_frames, t_text = mask.shape
-    cum_duration = torch.cumsum(duration, -1).view(b * t_text)
-    path = sequence_mask(cum_duration, t_frames).to(mask.dtype).view(b, t_text, t_frames)
-    path = path - F.pad(path, (0, 0, 1, 0))[:, :-1]  # keep frames new to each token
-    return path.unsqueeze(1).transpose(2, 3) * mask
 
 
 def slice_segments(x: torch.Tensor, ids_str: torch.Tensor, segment_size: int) -> torch.Tensor:

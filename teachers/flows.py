@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from nixdistill.nn import remove_weight_norm
+from nixdistill.nn.flows import Flip
 
 from .attentions import Encoder
-from .modules import Flip, ResidualCouplingLayer
+from .modules import ResidualCouplingLayer
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class ResidualCouplingBlock(nn.Module):
                 x, _ = flow(x, x_mask, g=g, reverse=False)
         else:
             for flow in reversed(self.flows):
-                x = flow(x, x_mask, g=g, reverse=True)
+                x, _ = flow(x, x_mask, g=g, reverse=True)
         return x
 
     def remove_weight_norm(self) -> None:

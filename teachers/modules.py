@@ -1,5 +1,5 @@
-"""Building blocks of VITS: WaveNet and normalising-flow layers (the HiFi-GAN residual blocks
-are shared with the students, in :mod:`nixdistill.nn.hifigan`).
+"""Building blocks of VITS: WaveNet and normalising-flow layers (the HiFi-GAN residual blocks,
+``Flip`` and ``ElementwiseAffine`` are shared with the students, in :mod:`nixdistill.nn`).
 
 Source: jaywalnut310/vits ``modules.py`` (architecture and parameter names, so original
 checkpoints load key for key). Weight norm uses ``torch.nn.utils.parametrizations.weight_norm``
@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from nixdistill.nn import get_padding, remove_weight_norm
+from nixdistill.nn.flows import FlowOutput
 
 from .commons import fused_add_tanh_sigmoid_multiply
 from .transforms import unconstrained_rational_quadratic_spline
@@ -141,40 +142,13 @@ class WN(nn.Module):
 class Log(nn.Module):
     """Flow ``y = log(x)`` on the duration channel (SDP); logdet ``-sum(y)``."""
 
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, reverse: bool = False, **kwargs):
-        """x: [B, C, T]. Forward returns (y, logdet [B]); reverse returns ``exp(x) * x_mask``."""
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
+                reverse: bool = False) -> FlowOutput:
+        """x: [B, C, T]; g unused. Forward: (y, logdet [B]); reverse: (``exp(x) * x_mask``, None)."""
         if not reverse:
             y = torch.log(torch.clamp_min(x, LOG_FLOOR)) * x_mask
-            return y, torch.sum(-y, [1, 2])
-        return torch.exp(x) * x_mask
-
-
-class Flip(nn.Module):
-    """Reverse the channel order (swaps the halves of a coupling layer); volume preserving."""
-
-    def forward(self, x: torch.Tensor, *args, reverse: bool = False, **kwargs):
-        """x: [B, C, T]. Forward returns (flipped, zeros [B]); reverse returns flipped."""
-        x = torch.flip(x, [1])
-        if not reverse:
-            return x, torch.zeros(x.size(0), dtype=x.dtype, device=x.device)
-        return x
-
-
-class ElementwiseAffine(nn.Module):
-    """Per-channel affine flow ``y = m + exp(logs) * x`` (parameters ``m``, ``logs``: [C, 1])."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.m = nn.Parameter(torch.zeros(channels, 1))
-        self.logs = nn.Parameter(torch.zeros(channels, 1))
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, reverse: bool = False, **kwargs):
-        """x: [B, C, T]. Forward returns (y, logdet [B]); reverse returns x."""
-        if not reverse:
-            y = (self.m + torch.exp(self.logs) * x) * x_mask
-            return y, torch.sum(self.logs * x_mask, [1, 2])
-        return (x - self.m) * torch.exp(-self.logs) * x_mask
+            return FlowOutput(y, torch.sum(-y, [1, 2]))
+        return FlowOutput(torch.exp(x) * x_mask, None)
 
 
 class ResidualCouplingLayer(nn.Module):
@@ -213,8 +187,8 @@ class ResidualCouplingLayer(nn.Module):
         return self.enc(h, x_mask, g=g)
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
-                reverse: bool = False):
-        """x: [B, C, T]. Forward returns (y, logdet [B]); reverse returns the inverse."""
+                reverse: bool = False) -> FlowOutput:
+        """x: [B, C, T]. Forward: (y, logdet [B]); reverse: (the inverse, None)."""
         x0, x1 = torch.split(x, [self.half_channels] * 2, 1)
         stats = self.post(self.conditioner(x0, x_mask, g)) * x_mask
         if self.mean_only:
@@ -223,9 +197,9 @@ class ResidualCouplingLayer(nn.Module):
             m, logs = torch.split(stats, [self.half_channels] * 2, 1)
         if not reverse:
             x1 = m + x1 * torch.exp(logs) * x_mask
-            return torch.cat([x0, x1], 1), torch.sum(logs, [1, 2])
+            return FlowOutput(torch.cat([x0, x1], 1), torch.sum(logs, [1, 2]))
         x1 = (x1 - m) * torch.exp(-logs) * x_mask
-        return torch.cat([x0, x1], 1)
+        return FlowOutput(torch.cat([x0, x1], 1), None)
 
     def remove_weight_norm(self) -> None:
         self.enc.remove_weight_norm()
@@ -257,8 +231,8 @@ class ConvFlow(nn.Module):
         self.proj.bias.data.zero_()
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
-                reverse: bool = False):
-        """x: [B, C, T], g: [B, filter, T]. Forward returns (y, logdet [B]); reverse returns x."""
+                reverse: bool = False) -> FlowOutput:
+        """x: [B, C, T], g: [B, filter, T]. Forward: (y, logdet [B]); reverse: (x, None)."""
         x0, x1 = torch.split(x, [self.half_channels] * 2, 1)
         h = self.convs(self.pre(x0), x_mask, g=g)
         h = self.proj(h) * x_mask
@@ -272,5 +246,5 @@ class ConvFlow(nn.Module):
             x1, widths, heights, derivatives, inverse=reverse, tail_bound=self.tail_bound)
         x = torch.cat([x0, x1], 1) * x_mask
         if not reverse:
-            return x, torch.sum(logabsdet * x_mask, [1, 2])
-        return x
+            return FlowOutput(x, torch.sum(logabsdet * x_mask, [1, 2]))
+        return FlowOutput(x, None)

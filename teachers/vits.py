@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from nixdistill.errors import ConfigError
-from nixdistill.nn import expand_by_durations, remove_weight_norm, sequence_mask
+from nixdistill.nn import (durations_to_path, expand_by_durations, remove_weight_norm,
+                           sequence_mask)
 
-from .commons import generate_path, rand_slice_segments
+from .commons import rand_slice_segments
 from .duration import DurationPredictor, StochasticDurationPredictor
 from .encoders import PosteriorEncoder, TextEncoder
 from .flows import FlowTransformerSpec, ResidualCouplingBlock
@@ -188,8 +189,8 @@ class InferOutput(NamedTuple):
     def attn(self) -> torch.Tensor:
         """Hard alignment from ``w_ceil``, 0/1 [B, 1, T_frames, T_text] (``O(T_frames * T_text)``
         memory: for plots and tests, not for long texts)."""
-        mask = self.y_mask.unsqueeze(-1).expand(-1, -1, -1, self.w_ceil.size(-1))
-        return generate_path(self.w_ceil, mask)
+        mask = self.y_mask.squeeze(1).unsqueeze(-1).expand(-1, -1, self.w_ceil.size(-1))
+        return durations_to_path(self.w_ceil.squeeze(1), mask).unsqueeze(1)
 
 
 class PosteriorOutput(NamedTuple):

@@ -19,7 +19,7 @@ from nixdistill.latents import (
 )
 from nixdistill.teacher import build_teacher_model, load_teacher
 from nixdistill.text import build_frontend
-from nixdistill.training.checkpoint import load_checkpoint
+from nixdistill.runs import load_checkpoint
 
 
 @pytest.fixture(scope="module")

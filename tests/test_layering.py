@@ -161,3 +161,37 @@ def test_relative_imports_resolve_from_a_package_init():
     found = imports_in("from .vits import VITS\nfrom .. import config\n",
                        "nixdistill.teachers", is_package=True)
     assert [i.target for i in found] == ["nixdistill.teachers.vits.VITS", "nixdistill.config"]
+
+
+TRAINING = (ROOT / "nixdistill" / "training", "nixdistill.training")
+#: What the training package never imports: export (and everything above it).
+TRAINING_FORBIDDEN = ("nixdistill.export", "nixdistill.onnx_export", "nixdistill.pipeline",
+                      "nixdistill.cli", "nixdistill.commands", "nixdistill.benchmark")
+
+
+def training_never_imports_export(imp: Import) -> str | None:
+    """Rule (c): training sits below export; both read run folders through nixdistill.runs."""
+    if any(within(imp.target, p) for p in TRAINING_FORBIDDEN):
+        return f"{imp.module} imports {imp.target}: training never imports export or above"
+    return None
+
+
+def test_training_never_imports_export():
+    assert check_package(*TRAINING, training_never_imports_export) == []
+
+
+def test_run_folders_import_no_training_or_export():
+    """``nixdistill.runs`` (and the teacher loader using it) sit below training and export."""
+    problems = []
+    for name in ("runs", "teacher"):
+        path = ROOT / "nixdistill" / f"{name}.py"
+        for imp in imports_in(path.read_text(encoding="utf-8"), f"nixdistill.{name}"):
+            if any(within(imp.target, p) for p in ("nixdistill.training", *TRAINING_FORBIDDEN)):
+                problems.append(f"{name}.py:{imp.line}: imports {imp.target}")
+    assert problems == []
+
+
+def test_training_rule_catches_a_lazy_export_import():
+    found = imports_in("def f():\n    from ..export import export_student\n",
+                       "nixdistill.training.distil_decoder")
+    assert [training_never_imports_export(i) is not None for i in found] == [True]

@@ -58,3 +58,22 @@ def test_resblock_with_a_conv_factory_keeps_its_layout_and_folds_weight_norm():
         assert remove_weight_norm(block) is block
         assert "convs1.1.weight" in block.state_dict()
         assert torch.allclose(block(x), before, atol=1e-6)
+
+
+def test_shared_flows_invert_and_share_one_return_convention():
+    from nixdistill.nn import ElementwiseAffine, Flip
+
+    torch.manual_seed(0)
+    affine = ElementwiseAffine(2)
+    torch.nn.init.normal_(affine.m)
+    torch.nn.init.normal_(affine.logs)
+    x = torch.randn(3, 2, 5)
+    mask = torch.ones(3, 1, 5)
+    mask[2, :, 3:] = 0
+    for flow in (affine, Flip()):
+        y, logdet = flow(x * mask, mask)
+        assert logdet.shape == (3,)
+        back, none = flow(y, mask, reverse=True)
+        assert none is None
+        assert torch.allclose(back, x * mask, atol=1e-6)
+    assert torch.allclose(affine(x, mask).logdet, (affine.logs * mask).sum((1, 2)))

@@ -2,15 +2,17 @@
 
 At inference the hard alignment is a function of the durations alone: frame ``t`` belongs to
 token ``j`` when ``cumsum(d)[j-1] <= t < cumsum(d)[j]``. Gathering the token of each frame
-costs ``O(T_frames)`` memory, where the VITS path matrix (``commons.generate_path`` times a
-matmul) costs ``O(T_frames * T_text)``; the result is the same, value for value.
+(:func:`expand_by_durations`) costs ``O(T_frames)`` memory, where the path matrix
+(:func:`durations_to_path`, VITS ``commons.generate_path``) times a matmul costs
+``O(T_frames * T_text)``; the result is the same, value for value. Keep the matrix for
+training losses and plots.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["frame_token_index", "expand_by_durations"]
+__all__ = ["durations_to_path", "frame_token_index", "expand_by_durations"]
 
 
 def frame_token_index(durations: torch.Tensor, t_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,3 +55,26 @@ def expand_by_durations(x: torch.Tensor, durations: torch.Tensor, t_frames: int)
     index, valid = frame_token_index(durations, t_frames)
     out = torch.gather(x, 2, index.unsqueeze(1).expand(-1, x.size(1), -1))
     return torch.where(valid.unsqueeze(1), out, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def durations_to_path(durations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hard monotonic alignment (path matrix) from integer durations.
+
+    Token ``j`` covers frames ``[cumsum(d)[j-1], cumsum(d)[j])``.
+
+    Args:
+        durations: frames per token, [B, T_text] (float or integer, whole numbers).
+        mask: valid (frame, token) pairs, [B, T_frames, T_text].
+    Returns:
+        path: 0/1 float, [B, T_frames, T_text]; ``path.sum(1) == durations`` where the frame
+        axis is long enough.
+    """
+    b, t_frames, t_text = mask.shape
+    cum = torch.cumsum(durations.float(), dim=1)  # [B, T_text]
+    frames = torch.arange(t_frames, device=durations.device, dtype=cum.dtype)
+    # frame t belongs to token j iff cum[j-1] <= t < cum[j]
+    end = cum.unsqueeze(1)  # [B, 1, T_text]
+    start = (cum - durations.float()).unsqueeze(1)
+    t = frames.view(1, t_frames, 1)
+    path = (t >= start) & (t < end)
+    return path.to(mask.dtype if mask.dtype.is_floating_point else torch.float32) * mask
