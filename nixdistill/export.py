@@ -99,8 +99,12 @@ def write_student(
     return atomic_write(out_path, lambda tmp: save_file(tensors, str(tmp), metadata=encoded))
 
 
+INFERENCE_DEFAULTS = ("noise_scale", "length_scale", "noise_scale_w")
+
+
 def export_student(
-    encoder_run: str | Path, decoder_run: str | Path, out_path: str | Path
+    encoder_run: str | Path, decoder_run: str | Path, out_path: str | Path,
+    inference_defaults: dict[str, float] | None = None,
 ) -> Path:
     """Combine an encoder run and a decoder run into one ``student.safetensors``.
 
@@ -108,14 +112,23 @@ def export_student(
         encoder_run: a ``distil-encoder`` run folder (or checkpoint file).
         decoder_run: a ``distil-decoder`` run folder (or checkpoint file).
         out_path: destination file.
+        inference_defaults: the student's shipped defaults (``noise_scale``, ``length_scale``,
+            ``noise_scale_w``), e.g. chosen by measurement after training; they replace the
+            encoder config's, and ``synthesize``, the Python API, the benchmark and the Piper
+            ``.onnx.json`` all read them from the file.
     Returns:
         the written path.
     Raises:
         CheckpointError: a run without checkpoint, or of the wrong stage.
         StudentFileError: a run without its text frontend.
-        ConfigError: runs that do not fit together (hop length, latent channels, vocabulary).
+        ConfigError: runs that do not fit together (hop length, latent channels, vocabulary),
+            or an unknown inference default.
     """
     encoder, enc_cfg, enc_ckpt = encoder_from_run(encoder_run)
+    unknown = sorted(set(inference_defaults or {}) - set(INFERENCE_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown inference default(s) {unknown}; known: {INFERENCE_DEFAULTS}")
+    enc_cfg = {**enc_cfg, **{k: float(v) for k, v in (inference_defaults or {}).items()}}
     decoder, dec_cfg, dec_ckpt = decoder_from_run(decoder_run)
     dec_meta = dec_ckpt.get("meta") or {}
     enc_meta = enc_ckpt.get("meta") or {}

@@ -109,6 +109,13 @@ def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_lj
     assert student.metadata["teacher"]["kind"] == "nixdistill"
     wav = student.synthesize("a test", noise_scale=0.0)
     assert wav.ndim == 1 and len(wav) % student.audio.hop_length == 0
+    # defaults chosen after training are what the file ships
+    tuned = load_student(export_student(tiny_encoder_run, out, tmp_path / "tuned.safetensors",
+                                        {"noise_scale": 0.25}))
+    assert tuned.encoder.config.noise_scale == 0.25
+    assert tuned.metadata["encoder_config"]["noise_scale"] == 0.25
+    with pytest.raises(ConfigError, match="unknown inference default"):
+        export_student(tiny_encoder_run, out, tmp_path / "x.safetensors", {"noise": 0.1})
     # The CLI export of the same runs gives identical weights and synthesis.
     again = tmp_path / "again.safetensors"
     r = CliRunner().invoke(cli, ["export", "--encoder", str(tiny_encoder_run), "--decoder",
