@@ -51,7 +51,8 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, device: str, seed: int | None) -> None:
     """Distil a VITS/VITS2 teacher into a small, fast Nix-TTS student."""
     ctx.ensure_object(dict)
-    ctx.obj["device"] = resolve_device(device)
+    # synthesize resolves "auto" itself: its onnxruntime path must never import torch.
+    ctx.obj["device"] = device if ctx.invoked_subcommand == "synthesize" else resolve_device(device)
     ctx.obj["seed"] = seed
 
 

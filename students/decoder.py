@@ -298,7 +298,7 @@ class NixDecoder(nn.Module):
 _ENVELOPE_FLOOR = 1e-11
 
 
-def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
+def overlap_add(frames: torch.Tensor, hop_length: int, n_fft: int | None = None) -> torch.Tensor:
     """Overlap-add frames with a stride of ``hop_length`` samples.
 
     When ``n_fft`` is a multiple of the hop (the default ``n_fft = 4 * hop_length``) the sum is
@@ -308,10 +308,13 @@ def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
     Args:
         frames: time-domain frames, [B, n_fft, T_frames].
         hop_length: frame shift in samples.
+        n_fft: frame length (default ``frames.shape[1]``; pass it to keep it a constant under
+            tracing).
     Returns:
         signal, [B, 1, (T_frames - 1) * hop_length + n_fft].
     """
-    b, n_fft, t = frames.shape
+    b, _, t = frames.shape
+    n_fft = int(frames.shape[1]) if n_fft is None else n_fft
     if n_fft % hop_length:
         out = F.fold(frames, output_size=(1, (t - 1) * hop_length + n_fft),
                      kernel_size=(1, n_fft), stride=(1, hop_length))
@@ -396,9 +399,9 @@ class InverseSTFT(nn.Module):
         Returns:
             wav, [B, 1, T_frames * hop_length].
         """
-        wav = overlap_add(self.frames(real, imag), self.hop_length)
+        wav = overlap_add(self.frames(real, imag), self.hop_length, self.n_fft)
         ones = torch.ones_like(real[:1, :1, :])  # [1, 1, T]: the envelope follows T_frames
-        envelope = overlap_add(self.window_sq.to(wav.dtype) * ones, self.hop_length)
+        envelope = overlap_add(self.window_sq.to(wav.dtype) * ones, self.hop_length, self.n_fft)
         wav = wav / envelope.clamp_min(_ENVELOPE_FLOOR)
         end = wav.shape[-1] - self.trim_end
         return wav[..., self.trim_start:end] if self.trim_end else wav[..., self.trim_start:]

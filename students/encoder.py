@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from nixdistill.errors import ConfigError
-from nixdistill.nn import expand_by_durations, sequence_mask
+from nixdistill.nn import ElementwiseAffine, Flip, expand_by_durations, sequence_mask
 
 from .aligner import Aligner
 from .layers import DSConvStack
@@ -196,21 +196,6 @@ class DurationPredictor(nn.Module):
         return self.proj(y) * x_mask
 
 
-class _ElementwiseAffine(nn.Module):
-    """Per-channel affine flow ``y = m + exp(logs) · x``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.m = nn.Parameter(torch.zeros(channels, 1))
-        self.logs = nn.Parameter(torch.zeros(channels, 1))
-
-    def forward(self, x, x_mask, cond, reverse=False):
-        if not reverse:
-            y = (self.m + torch.exp(self.logs) * x) * x_mask
-            return y, torch.sum(self.logs * x_mask, dim=[1, 2])
-        return (x - self.m) * torch.exp(-self.logs) * x_mask, None
-
-
 class _AffineCoupling(nn.Module):
     """Affine coupling on a 2-channel variable: channel 1 is shifted/scaled by a DS-conv net of
     (channel 0, condition); the output projection starts at zero (identity flow)."""
@@ -232,11 +217,6 @@ class _AffineCoupling(nn.Module):
             return torch.cat([x0, x1], 1), torch.sum(logs * x_mask, dim=[1, 2])
         x1 = (x1 - m) * torch.exp(-logs) * x_mask
         return torch.cat([x0, x1], 1), None
-
-
-class _Flip(nn.Module):
-    def forward(self, x, x_mask, cond, reverse=False):
-        return torch.flip(x, [1]), (None if reverse else x.new_zeros(x.shape[0]))
 
 
 class StochasticDurationPredictor(nn.Module):
@@ -267,9 +247,9 @@ class StochasticDurationPredictor(nn.Module):
         self.pre = nn.Conv1d(in_channels, channels, 1)
         self.cond_stack = DSConvStack(channels, filter_channels, kernel_size, dilations, dropout,
                                       gin_channels)
-        flows: list[nn.Module] = [_ElementwiseAffine(2)]
+        flows: list[nn.Module] = [ElementwiseAffine(2)]
         for _ in range(n_flows):
-            flows += [_AffineCoupling(channels, filter_channels, kernel_size, flow_dilations), _Flip()]
+            flows += [_AffineCoupling(channels, filter_channels, kernel_size, flow_dilations), Flip()]
         self.flows = nn.ModuleList(flows)
 
     def _cond(self, h, x_mask, g):

@@ -35,9 +35,9 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
-from ..latents import LatentCache, teacher_latents
+from ..latents import LatentCache, LatentSettings, resolve_latent_settings, teacher_latents
 from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
-from ..runs import encoder_from_run
+from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
 from .setup import DistilOptions, decoder_model_config, prepare_distillation
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
 from .logging import plot_spectrogram
@@ -68,14 +68,16 @@ class DecoderOptions(DistilOptions):
             sample rate.
         discriminator: :class:`DiscriminatorSettings`.
         encoder_latent_ratio: share of batches on the student encoder's latents (``--encoder``).
-        encoder_noise_scale: noise of the encoder's latent sample.
+        encoder_noise_scale: noise of the encoder's latent sample; ``None`` (default): the
+            encoder's own inference default (``noise_scale`` of its config), so the decoder
+            learns the latents it will decode at inference.
     """
 
     eval_items: int = 4
     stft_resolutions: list[list[int]] | None = None
     discriminator: DiscriminatorSettings = dataclasses.field(default_factory=DiscriminatorSettings)
     encoder_latent_ratio: float = 0.5
-    encoder_noise_scale: float = 1.0
+    encoder_noise_scale: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -125,7 +127,9 @@ class DistilDecoderStage(Stage):
         self.use_disc = self.loss_weights["adv"] > 0 or self.loss_weights["fm"] > 0
         self.eval_items = self.options.eval_items
         self.encoder_ratio = self.options.encoder_latent_ratio
-        self.encoder_noise = self.options.encoder_noise_scale
+        self.encoder_noise = (self.options.encoder_noise_scale
+                              if self.options.encoder_noise_scale is not None or encoder is None
+                              else float(encoder.config.noise_scale))
         self.decoder = build_decoder(decoder_cfg.kind, decoder_cfg, cfg.audio.hop_length)
         self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
                               if self.use_disc else None)
@@ -231,23 +235,58 @@ class DistilDecoderStage(Stage):
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
+        """Held-out ``val/mel_l1``: teacher ``z`` -> student decoder vs the teacher decoder.
+
+        With an encoder (``--encoder``) also the student's real path, encoder -> decoder at the
+        encoder's default settings: ``student_mel_l1`` (with the teacher's durations, so frames
+        align) and ``student_duration_ratio`` (own durations; student frames / teacher frames),
+        plus its audio and mel in TensorBoard.
+        """
         held = self._held_out(ctx.device)
         if not held:
             return {}
         was_training = self.decoder.training
         self.decoder.eval()
-        losses = []
+        losses, path_l1, ratios = [], [], []
         for i, (z, wav_teacher) in enumerate(held):
             y_hat = self.decoder(z).float()
             mel_hat, mel_t = self._mel(y_hat), self._mel(wav_teacher)
             losses.append(float(mel_l1(mel_hat, mel_t)))
+            if self.encoder is not None and self.source == "prior":
+                path = self._student_path(i, z.shape[-1], ctx.device)
+                mel_s = self._mel(self.decoder(path["z_aligned"]).float())
+                path_l1.append(float(mel_l1(mel_s, mel_t)))
+                ratios.append(path["frames"] / z.shape[-1])
+                if i == 0:
+                    wav_s = self.decoder(path["z_free"]).float()
+                    ctx.log_audio("eval/student_end_to_end", wav_s[0, 0].cpu(),
+                                  self.audio.sample_rate)
+                    ctx.log_image("eval/mel_student_end_to_end", plot_spectrogram(
+                        self._mel(wav_s)[0].cpu(), "student encoder -> student decoder"))
             if i == 0:
                 ctx.log_audio("eval/student", y_hat[0, 0].cpu(), self.audio.sample_rate)
                 ctx.log_audio("eval/teacher", wav_teacher[0, 0].cpu(), self.audio.sample_rate)
                 ctx.log_image("eval/mel_student", plot_spectrogram(mel_hat[0].cpu(), "student"))
                 ctx.log_image("eval/mel_teacher", plot_spectrogram(mel_t[0].cpu(), "teacher"))
         self.decoder.train(was_training)
-        return {"mel_l1": sum(losses) / len(losses)}
+        metrics = {"mel_l1": sum(losses) / len(losses)}
+        if path_l1:
+            metrics["student_mel_l1"] = sum(path_l1) / len(path_l1)
+            metrics["student_duration_ratio"] = sum(ratios) / len(ratios)
+        return metrics
+
+    def _student_path(self, i: int, n_frames: int, device) -> dict[str, Any]:
+        """The encoder's latents for held-out item ``i`` at its default settings (seeded):
+        with the teacher's durations (``z_aligned``) and with its own (``z_free``, ``frames``)."""
+        batch = collate([self.eval_set[i]]).to(device)
+        lat = teacher_latents(self.teacher, batch, self.source,
+                              torch.Generator().manual_seed(self.train_cfg.seed))
+        gen = torch.Generator(device=device).manual_seed(self.train_cfg.seed + i)
+        aligned = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, w_ceil=lat.w_ceil,
+                                     generator=gen)
+        free = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, generator=gen)
+        return {"z_aligned": fit_length(aligned.z, n_frames), "z_free": free.z,
+                "frames": int(free.y_mask.sum())}
 
 
 # -------------------------------------------------------------------------------- runner
@@ -256,6 +295,7 @@ def run_distil_decoder(
     latents: str = "auto", encoder_run: str | Path | None = None, device: str = "cpu",
     resume: bool = False, max_steps: int | None = None, max_minutes: float | None = None,
     seed: int | None = None, cache_dir: str | Path | None = None,
+    init_run: str | Path | None = None,
 ) -> TrainResult:
     """Train a student decoder (``nixdistill distil-decoder``).
 
@@ -273,10 +313,13 @@ def run_distil_decoder(
         seed: override ``train.seed``.
         cache_dir: teacher-latent cache folder (see :func:`nixdistill.latents.open_latent_cache`);
             point it at the encoder run's cache to reuse its teacher passes.
+        init_run: a ``distil-decoder`` run whose decoder weights start this one (e.g. a short
+            adversarial polish after a reconstruction-only run); same decoder config required.
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop.
     Raises:
-        ConfigError, NixdistillError: bad config, data or teacher.
+        ConfigError, NixdistillError: bad config, data or teacher; latent settings that differ
+            from the encoder run's or the cache's (:class:`~nixdistill.latents.LatentError`).
     """
     run = prepare_distillation(
         DistilDecoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
@@ -286,9 +329,20 @@ def run_distil_decoder(
     cfg = dataclasses.replace(cfg, model=dataclasses.asdict(dec_cfg))
     encoder = None
     if encoder_run is not None:
-        encoder, _, _ = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
+        encoder, _, enc_ckpt = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
         encoder.requires_grad_(False).to(device)
+        enc_settings = (enc_ckpt.get("meta") or {}).get("latent_settings")
+        resolve_latent_settings(run.options.latent_settings(), {
+            f"encoder run {encoder_run}": (None if enc_settings is None else
+                                           LatentSettings.from_dict(enc_settings))})
     stage = DistilDecoderStage(run.teacher, cfg, dec_cfg, run.train_set, run.eval_set,
                                run.source, encoder, run.cache, run.options)
-    meta = {**run.meta, "encoder_run": None if encoder_run is None else str(encoder_run)}
+    if init_run is not None and not (resume and latest_checkpoint(out_dir) is not None):
+        init = load_checkpoint(init_run)
+        if "decoder" not in init.get("models", {}) or init["config"]["model"] != dict(cfg.model):
+            raise ConfigError(f"--init {init_run}: not a distil-decoder run with the decoder "
+                              f"config of {cfg.source}")
+        stage.decoder.load_state_dict(init["models"]["decoder"])
+    meta = {**run.meta, "encoder_run": None if encoder_run is None else str(encoder_run),
+            "init_run": None if init_run is None else str(init_run)}
     return Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()

@@ -204,15 +204,23 @@ class DistilEncoderStage(Stage):
     def evaluate(self, ctx) -> dict[str, float]:
         """Student ``z`` with the teacher's durations -> teacher decoder, vs teacher synthesis.
 
-        Returns ``{"mel_l1", "dur_log_l1"}`` (the loop logs them as ``val/*``); logs audio, the
-        student's alignment of the first item and latent statistics.
+        Returns (the loop logs them as ``val/*``):
+
+        - ``mel_l1``: log-mel L1 of that pair;
+        - ``dur_log_l1``: mean |log w_student - log w_teacher| per token (own durations);
+        - ``duration_ratio``: student frames / teacher frames with its own durations;
+        - ``align_within_1``: share of tokens whose aligner (MAS) duration is within +-1 frame
+          of the teacher's, and ``align_dur_log_l1`` -- how well the student's own alignment
+          learning agrees with the durations the teacher used (prior latents only).
+
+        Logs audio, the student's alignment of the first item and latent statistics.
         """
         n_items = min(self.options.eval_items, len(self.eval_set))
         if n_items == 0:
             return {}
         encoder = self.encoder
         model = self.teacher.model
-        mel_l1s, dur_l1s = [], []
+        mel_l1s, dur_l1s, ratios, within, align_l1s = [], [], [], [], []
         for i in range(n_items):
             batch = collate([self.eval_set[i]]).to(ctx.device)
             sid_t, sid_s = self._teacher_sid(batch), self._sid(batch)
@@ -236,6 +244,16 @@ class DistilEncoderStage(Stage):
             dur_l1s.append(float((torch.log(free.w_ceil[0, :n_tok].float().clamp(min=1))
                                   - torch.log(w_teacher[0, :n_tok].float().clamp(min=1)))
                                  .abs().mean()))
+            ratios.append(float(free.w_ceil.sum()) / max(n_frames, 1))
+            if self.source == "prior":
+                mel_ref = fit_length(log_mel(wav_t, self.audio), n_frames)
+                out = encoder(batch.x, batch.x_lengths, mel_ref, w_teacher.sum(1).long(), sid_s,
+                              w_target=w_teacher)
+                w_align = out.w_align[0, 0, :n_tok]
+                w_ref = w_teacher[0, :n_tok].float()
+                within.append(float(((w_align - w_ref).abs() <= 1).float().mean()))
+                align_l1s.append(float((torch.log(w_align.clamp(min=1))
+                                        - torch.log(w_ref.clamp(min=1))).abs().mean()))
             if i == 0:
                 sr = self.audio.sample_rate
                 ctx.log_audio("eval/student_teacher_durations", wav_s[0, 0].cpu(), sr)
@@ -245,7 +263,13 @@ class DistilEncoderStage(Stage):
                 ctx.log_image("eval/mel_student", plot_spectrogram(mel_s[0].cpu(), "student"))
                 ctx.log_image("eval/mel_teacher", plot_spectrogram(mel_t[0].cpu(), "teacher"))
                 self._log_alignment(batch, ctx)
-        metrics = {"mel_l1": sum(mel_l1s) / len(mel_l1s), "dur_log_l1": sum(dur_l1s) / len(dur_l1s)}
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        metrics = {"mel_l1": mean(mel_l1s), "dur_log_l1": mean(dur_l1s),
+                   "duration_ratio": mean(ratios)}
+        if within:
+            metrics.update(align_within_1=mean(within), align_dur_log_l1=mean(align_l1s))
         return metrics
 
     def _log_alignment(self, batch, ctx) -> None:

@@ -321,6 +321,7 @@ def prepare_distillation(
         "text_frontend": teacher.frontend.to_dict(),
         "audio": dataclasses.asdict(teacher.audio),
         "latent_source": source,
+        "latent_settings": options.latent_settings()._asdict(),
     }
     torch.manual_seed(cfg.train.seed)
     return Distillation(teacher, cfg, options, source, train_set, eval_set, cache, meta)
