@@ -12,12 +12,13 @@ from click.testing import CliRunner
 from nixdistill.cli import cli
 from nixdistill.config import ConfigError, load_config, resolve_config_path
 from nixdistill.export import export_student
+from nixdistill.runs import CheckpointError, decoder_from_run, load_checkpoint, save_checkpoint
 from nixdistill.student import load_student
+from nixdistill.students.decoder import NixDecoderConfig
 from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
 from nixdistill.teacher import build_teacher_model
 from nixdistill.text import build_frontend
-from nixdistill.runs import CheckpointError, decoder_from_run, load_checkpoint, save_checkpoint
-from nixdistill.training.distil_decoder import decoder_model_config
+from nixdistill.training.setup import decoder_model_config
 
 
 def _train_checkpoint(stage: str, models: dict, config: dict, meta: dict) -> dict:
@@ -204,15 +205,18 @@ def test_shipped_decoder_configs_build(name, hop):
     from nixdistill.students.decoder import build_decoder
 
     cfg = load_config(name)
-    kind, dec_cfg = decoder_model_config(cfg.model, 16, name)
-    decoder = build_decoder(kind, dec_cfg, hop)
+    dec_cfg = decoder_model_config(cfg.model, 16, name)
+    decoder = build_decoder(dec_cfg.kind, dec_cfg, hop)
     assert decoder(torch.randn(1, 16, 2)).shape == (1, 1, 2 * hop)
 
 
 def test_decoder_config_takes_inter_channels_from_teacher():
-    kind, cfg = decoder_model_config({"kind": "istft", "dim": 8}, 24, "t")
-    assert kind == "istft" and cfg.inter_channels == 24
+    cfg = decoder_model_config({"kind": "istft", "dim": 8}, 24, "t")
+    assert cfg.kind == "istft" and cfg.inter_channels == 24
+    assert dataclasses.asdict(cfg)["kind"] == "istft"  # the kind travels with the config
     with pytest.raises(ConfigError, match="inter_channels"):
         decoder_model_config({"kind": "nix", "inter_channels": 8}, 24, "t")
     with pytest.raises(ConfigError, match="kind"):
         decoder_model_config({"dim": 8}, 24, "t")
+    with pytest.raises(ConfigError, match="kind 'nix'"):
+        NixDecoderConfig(kind="istft")

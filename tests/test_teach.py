@@ -14,7 +14,8 @@ from nixdistill.config import load_config
 from nixdistill.teacher import build_vits_config, load_teacher
 from nixdistill.teachers.vits import VITS
 from nixdistill.runs import load_checkpoint, save_checkpoint
-from nixdistill.training.teach import TeachError, run_teach
+from nixdistill.training.setup import TeachError
+from nixdistill.training.teach import run_teach
 
 CONFIG = "tiny/teacher"
 
@@ -95,6 +96,17 @@ def test_init_prior_only_teacher_trains_only_enc_q(tiny_ljspeech, tmp_path):
     n_enc_q = sum(1 for n, _ in fresh.named_parameters() if n.startswith("enc_q."))
     assert len(ckpt["optimizers"]["generator"]["state"]) == n_enc_q  # only enc_q is optimised
     assert load_teacher(tmp_path / "run").has_posterior
+
+
+def test_teach_on_a_prepared_folder_validates_on_its_val_list(tiny_ljspeech, tmp_path):
+    from nixdistill.data import prepare_dataset
+
+    report = prepare_dataset(tiny_ljspeech, tmp_path / "prep", load_config(CONFIG), val_size=2)
+    assert report.n_val == 2
+    run_teach(CONFIG, tmp_path / "prep", tmp_path / "run", max_steps=1)
+    meta = load_checkpoint(tmp_path / "run")["meta"]
+    assert meta["n_val"] == report.n_val  # val.txt as written, not a second split of train.txt
+    assert meta["n_train"] <= report.n_train
 
 
 def test_run_errors(tiny_ljspeech, tmp_path):

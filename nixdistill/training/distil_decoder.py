@@ -38,17 +38,17 @@ from ..data import collate
 from ..latents import LatentCache, LatentSettings, resolve_latent_settings, teacher_latents
 from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
 from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
-from .distil import DistilOptions, prepare_distillation
+from .setup import DistilOptions, decoder_model_config, prepare_distillation
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
 from .logging import plot_spectrogram
 from .loop import Trainer, TrainResult
-from .stage import Stage, fit_length, log_mel, speaker_ids
+from .stage import (Stage, fit_length, log_mel, random_segment_starts, slice_frames,
+                    speaker_ids)
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
     "DecoderOptions",
     "DistilDecoderStage",
-    "decoder_model_config",
     "run_distil_decoder",
 ]
 
@@ -86,52 +86,13 @@ class DecoderOptions(DistilOptions):
             raise ConfigError("train.extra.encoder_latent_ratio must be in [0, 1]")
 
 
-def decoder_model_config(model: dict[str, Any], teacher_inter: int, where: str) -> tuple[str, Any]:
-    """``(kind, config dataclass)`` of a decoder config section, ``inter_channels`` from the teacher.
-
-    The student decoder is speaker-agnostic (``gin_channels`` 0): the teacher's ``z`` already
-    carries the speaker.
-
-    Raises:
-        ConfigError: missing/unknown kind, bad fields, or an ``inter_channels`` that differs from
-            the teacher's.
-    """
-    from ..students.decoder import decoder_config_from_dict
-
-    fields = dict(model)
-    kind = fields.pop("kind", None)
-    if kind is None:
-        raise ConfigError(f"{where}: model.kind is required ('nix' or 'istft')")
-    inter = fields.setdefault("inter_channels", teacher_inter)
-    if inter != teacher_inter:
-        raise ConfigError(f"{where}: model.inter_channels ({inter}) must equal the teacher's "
-                          f"inter_channels ({teacher_inter})")
-    return kind, decoder_config_from_dict(kind, fields, f"{where}:model")
-
-
-def _segment_starts(lengths: torch.Tensor, segment_frames: int) -> list[int]:
-    """Random start frame per item, uniform over the valid positions (global torch RNG)."""
-    starts = []
-    for n in lengths.tolist():
-        high = max(int(n) - segment_frames, 0) + 1
-        starts.append(int(torch.randint(high, (1,)).item()))
-    return starts
-
-
-def _slice_frames(x: torch.Tensor, starts: list[int], frames: int) -> torch.Tensor:
-    """[B, C, T] -> [B, C, frames] from per-item starts (zero-padded past the end)."""
-    if x.shape[-1] < max(starts) + frames:
-        x = nn.functional.pad(x, (0, max(starts) + frames - x.shape[-1]))
-    return torch.stack([x[i, :, s:s + frames] for i, s in enumerate(starts)])
-
-
 class DistilDecoderStage(Stage):
     """Training-loop stage for decoder distillation (see the module docstring).
 
     Args:
         teacher: a loaded :class:`nixdistill.teacher.Teacher` (frozen).
         cfg: the resolved experiment config (audio = the teacher's).
-        kind / decoder_cfg: student decoder kind and config.
+        decoder_cfg: student decoder config (its ``kind`` picks the decoder).
         train_set / eval_set: datasets (``AudioTextDataset`` or ``TextOnlyDataset``).
         source: ``"posterior"`` or ``"prior"`` latents.
         encoder: trained student encoder (frozen) for inference-like latents, or None.
@@ -144,7 +105,7 @@ class DistilDecoderStage(Stage):
     Options = DecoderOptions
     DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 
-    def __init__(self, teacher, cfg: ExperimentConfig, kind: str, decoder_cfg, train_set,
+    def __init__(self, teacher, cfg: ExperimentConfig, decoder_cfg, train_set,
                  eval_set, source: str, encoder: nn.Module | None = None,
                  cache: LatentCache | None = None, options: DecoderOptions | None = None) -> None:
         from ..students.decoder import build_decoder
@@ -152,7 +113,6 @@ class DistilDecoderStage(Stage):
         super().__init__(cfg.train, options, cfg.source)
         self.teacher = teacher
         self.audio = cfg.audio
-        self.kind = kind
         self.decoder_cfg = decoder_cfg
         self.train_set = train_set
         self.eval_set = eval_set
@@ -170,7 +130,7 @@ class DistilDecoderStage(Stage):
         self.encoder_noise = (self.options.encoder_noise_scale
                               if self.options.encoder_noise_scale is not None or encoder is None
                               else float(encoder.config.noise_scale))
-        self.decoder = build_decoder(kind, decoder_cfg, cfg.audio.hop_length)
+        self.decoder = build_decoder(decoder_cfg.kind, decoder_cfg, cfg.audio.hop_length)
         self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
                               if self.use_disc else None)
         self._eval_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -217,11 +177,11 @@ class DistilDecoderStage(Stage):
             use_encoder = (self.encoder is not None
                            and float(torch.rand(())) < self.encoder_ratio)
             z_in = self._encoder_latents(batch, lat) if use_encoder else lat.z
-            starts = _segment_starts(lat.y_lengths, frames)
-            z_teacher = _slice_frames(lat.z, starts, frames)
-            z_seg = _slice_frames(z_in, starts, frames)
+            starts = random_segment_starts(lat.y_lengths, frames)
+            z_teacher = slice_frames(lat.z, starts, frames)
+            z_seg = slice_frames(z_in, starts, frames)
             wav_slice = (None if lat.wav is None else
-                         _slice_frames(lat.wav, [s * hop for s in starts], frames * hop).float())
+                         slice_frames(lat.wav, [s * hop for s in starts], frames * hop).float())
             if self.source == "prior" and wav_slice is not None:
                 # Prior latents come with the teacher's own audio for this very z, decoded
                 # with full context: the segment of it is the teacher target, no second pass.
@@ -365,9 +325,8 @@ def run_distil_decoder(
         DistilDecoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
         max_steps, max_minutes, seed, cache_dir=cache_dir)
     cfg = run.cfg
-    kind, dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels,
-                                         cfg.source)
-    cfg = dataclasses.replace(cfg, model={"kind": kind, **dataclasses.asdict(dec_cfg)})
+    dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels, cfg.source)
+    cfg = dataclasses.replace(cfg, model=dataclasses.asdict(dec_cfg))
     encoder = None
     if encoder_run is not None:
         encoder, _, enc_ckpt = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
@@ -376,7 +335,7 @@ def run_distil_decoder(
         resolve_latent_settings(run.options.latent_settings(), {
             f"encoder run {encoder_run}": (None if enc_settings is None else
                                            LatentSettings.from_dict(enc_settings))})
-    stage = DistilDecoderStage(run.teacher, cfg, kind, dec_cfg, run.train_set, run.eval_set,
+    stage = DistilDecoderStage(run.teacher, cfg, dec_cfg, run.train_set, run.eval_set,
                                run.source, encoder, run.cache, run.options)
     if init_run is not None and not (resume and latest_checkpoint(out_dir) is not None):
         init = load_checkpoint(init_run)

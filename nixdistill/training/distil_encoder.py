@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ExperimentConfig, from_dict
+from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, teacher_latents
@@ -48,7 +48,7 @@ from ..losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
     gaussian_kl_loss, gaussian_nll_loss,
 )
-from .distil import DistilOptions, prepare_distillation
+from .setup import DistilOptions, encoder_model_config, prepare_distillation
 from .logging import plot_alignment, plot_spectrogram
 from .loop import Trainer, TrainResult
 from .stage import Stage, fit_length, log_mel, speaker_ids
@@ -57,7 +57,6 @@ __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
     "EncoderOptions",
     "DistilEncoderStage",
-    "encoder_model_config",
     "run_distil_encoder",
 ]
 
@@ -88,37 +87,6 @@ class EncoderOptions(DistilOptions):
             raise ConfigError(f"train.extra.kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
         if self.bin_start_step < 0 or self.bin_ramp_steps < 0:
             raise ConfigError("train.extra.bin_start_step and bin_ramp_steps must be >= 0")
-
-
-def encoder_model_config(model: dict[str, Any], teacher, where: str):
-    """The :class:`NixEncoderConfig` of a ``model`` section, completed from the teacher.
-
-    ``n_vocab`` comes from the teacher's text frontend, ``n_mels`` from its audio config,
-    ``inter_channels`` and ``n_speakers`` (and ``gin_channels`` for multi-speaker teachers, if
-    unset) from its model.
-
-    Raises:
-        ConfigError: unknown/bad fields, or values that contradict the teacher.
-    """
-    from ..students.encoder import NixEncoderConfig
-
-    fields = dict(model)
-    derived = {
-        "n_vocab": int(teacher.frontend.n_vocab),
-        "n_mels": int(teacher.audio.n_mels),
-        "inter_channels": int(teacher.model_config.inter_channels),
-        "n_speakers": int(teacher.n_speakers),
-    }
-    for key, value in derived.items():
-        given = fields.setdefault(key, value)
-        if key != "n_vocab" and given != value:
-            raise ConfigError(f"{where}: model.{key} ({given}) must equal the teacher's ({value})")
-    if fields["n_vocab"] < derived["n_vocab"]:
-        raise ConfigError(f"{where}: model.n_vocab ({fields['n_vocab']}) is smaller than the "
-                          f"teacher frontend's {derived['n_vocab']} symbols")
-    if derived["n_speakers"] > 1 and not fields.get("gin_channels"):
-        fields["gin_channels"] = int(teacher.model_config.gin_channels or 0)
-    return from_dict(NixEncoderConfig, fields, f"{where}:model")
 
 
 class DistilEncoderStage(Stage):
