@@ -17,7 +17,7 @@ Method:
   ``enc_p + dp + flow`` via ``prior_latents``) and the decoder (``z`` -> waveform). In ONNX
   Runtime the teacher is its own Piper ``.onnx`` and the student its exported graph(s), timed
   end to end, with ``intra_op_num_threads`` = the thread count, one inter-op thread,
-  sequential execution and full graph optimisation. After ``warmup`` passes, ``repeats``
+  sequential execution, full graph optimisation and no spin-waiting. After ``warmup`` passes, ``repeats``
   timed passes run with every model of every runtime **interleaved** (the order rotates each
   pass), so a noisy machine slows all models alike. Speed-ups are teacher / student ratios of
   medians within one runtime, by RTF and by latency, with the duration ratio (student audio
