@@ -9,7 +9,6 @@ function and prints a summary (lhotse style).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 import click
@@ -17,7 +16,7 @@ import click
 from . import __version__
 from .errors import NixdistillError
 
-# command name -> module under nixdistill.commands; a command is listed only once its module exists.
+# command name -> module under nixdistill.commands
 COMMANDS: dict[str, str] = {
     "prepare": "prepare",
     "teach": "teach",
@@ -31,21 +30,16 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    def _module(self, name: str) -> str | None:
+    """Imports a command's module only when that command runs (or its help is shown)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         mod = COMMANDS.get(name)
         if mod is None:
             return None
-        full = f"nixdistill.commands.{mod}"
-        return full if importlib.util.find_spec(full) is not None else None
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n in COMMANDS if self._module(n))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        full = self._module(name)
-        if full is None:
-            return None
-        return importlib.import_module(full).command
+        return importlib.import_module(f"nixdistill.commands.{mod}").command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +51,8 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, device: str, seed: int | None) -> None:
     """Distil a VITS/VITS2 teacher into a small, fast Nix-TTS student."""
     ctx.ensure_object(dict)
-    ctx.obj["device"] = resolve_device(device)
+    # synthesize resolves "auto" itself: its onnxruntime path must never import torch.
+    ctx.obj["device"] = device if ctx.invoked_subcommand == "synthesize" else resolve_device(device)
     ctx.obj["seed"] = seed
 
 

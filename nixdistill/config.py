@@ -15,20 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from .errors import NixdistillError
-
-T = TypeVar("T")
-
-
-class ConfigError(NixdistillError, ValueError):
-    """A config file or value is invalid; the message names the file, key and reason."""
+from .errors import ConfigError
+from .nn.config import check_upsampling, from_dict
 
 
 # Original VITS / vits2 JSON key -> (section, nixdistill key).
@@ -234,60 +227,6 @@ class ExperimentConfig:
         return d
 
 
-def _type_ok(value: Any, tp: Any) -> bool:
-    """Loose structural check of JSON values against dataclass annotations."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return any(_type_ok(value, a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp in (str, bool):
-        return isinstance(value, tp)
-    if origin in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is dict:
-        return isinstance(value, dict)
-    return True
-
-
-def from_dict(cls: type[T], d: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a JSON dict, rejecting unknown keys and wrong types.
-
-    Args:
-        cls: a dataclass type.
-        d: its fields as plain JSON values.
-        where: a location used in error messages (file and section).
-
-    Raises:
-        ConfigError: on an unknown key, a wrong type, or an invariant broken in
-            ``__post_init__``.
-    """
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a JSON object, got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(
-            f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(names)}"
-        )
-    for k, v in d.items():
-        if not _type_ok(v, hints[k]):
-            raise ConfigError(f"{where or cls.__name__}.{k}: {v!r} is not a valid {hints[k]}")
-    try:
-        return cls(**d)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where or cls.__name__}: {e}") from None
-
-
 # Keys of an original VITS "train" section that have a nixdistill meaning, and those that are
 # accepted but ignored (epoch-based settings our step-based loop does not use).
 _VITS_TRAIN_KEEP = {
@@ -402,16 +341,3 @@ def train_overrides(max_steps: int | None = None, max_minutes: float | None = No
     ``--max-minutes``, ``--seed``); ``None`` values are left out."""
     given = {"max_steps": max_steps, "max_minutes": max_minutes, "seed": seed}
     return {k: v for k, v in given.items() if v is not None}
-
-
-def check_upsampling(upsample_rates: list[int], hop_length: int, where: str = "model") -> None:
-    """Invariant shared by every vocoder: ``prod(upsample_rates) == hop_length``.
-
-    Raises:
-        ConfigError: when the product differs.
-    """
-    if math.prod(upsample_rates) != hop_length:
-        raise ConfigError(
-            f"{where}: prod(upsample_rates) = {math.prod(upsample_rates)} must equal "
-            f"audio.hop_length = {hop_length}"
-        )

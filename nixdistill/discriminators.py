@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
-from .losses import STFTResolution, stft_magnitude
+from .nn.layers import LRELU_SLOPE
+from .nn.stft import STFTResolution, stft_magnitude
 
 __all__ = [
     "LRELU_SLOPE",
@@ -32,8 +33,6 @@ __all__ = [
     "CombinedDiscriminator",
     "MultiResolutionSTFTDiscriminator",
 ]
-
-LRELU_SLOPE = 0.1  # jik876/hifi-gan LRELU_SLOPE
 
 # HiFi-GAN DiscriminatorP: (in -> out) widths, kernel 5 stride 3 along the period axis.
 PERIOD_CHANNELS = (32, 128, 512, 1024, 1024)
@@ -48,7 +47,6 @@ SCALE_GROUPS = (1, 4, 16, 64, 256, 1)
 SCALE_POOL = (4, 2, 2)
 # UnivNet MRD: 2-D convs of 32 channels.
 RESOLUTION_CHANNELS = 32
-
 
 
 def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module,

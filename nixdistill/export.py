@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .config import AudioConfig, ConfigError, from_dict
+from .config import AudioConfig, ConfigError
+from .runs import atomic_write, decoder_from_run, encoder_from_run
 from .students.decoder import folded_state_dict
 from .student import (
     DECODER_PREFIX,
@@ -43,9 +43,7 @@ from .student import (
     load_student,
 )
 
-__all__ = [
-    "export_student", "write_student", "load_student", "decoder_from_run", "encoder_from_run",
-]
+__all__ = ["export_student", "write_student"]
 
 
 def _tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,73 +95,8 @@ def write_student(
     }
     from safetensors.torch import save_file
 
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    umask = os.umask(0)  # safetensors creates 0600 files; give the export the usual permissions
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, out)
-    return out
-
-
-def decoder_from_run(run: str | Path | dict[str, Any]) -> tuple[nn.Module, dict[str, Any], dict]:
-    """Rebuild the trained decoder of a ``distil-decoder`` run, weight norm folded.
-
-    Args:
-        run: run folder, checkpoint file, or an already loaded checkpoint dict.
-    Returns:
-        (decoder in eval mode, decoder_config with ``kind``, checkpoint dict).
-    Raises:
-        CheckpointError: no checkpoint. StudentFileError: not a decoder run.
-    """
-    from .students.decoder import build_decoder
-    from .training.checkpoint import load_checkpoint
-
-    ckpt = run if isinstance(run, dict) else load_checkpoint(run)
-    config = ckpt.get("config") or {}
-    model = dict(config.get("model") or {})
-    if "decoder" not in ckpt.get("models", {}) or "kind" not in model:
-        raise StudentFileError(f"{ckpt.get('path', run)} is not a distil-decoder run")
-    hop = int(config["audio"]["hop_length"])
-    kind = model.pop("kind")
-    decoder = build_decoder(kind, model, hop)
-    decoder.load_state_dict(ckpt["models"]["decoder"])
-    decoder.remove_weight_norm().eval()
-    return decoder, {"kind": kind, **model}, ckpt
-
-
-def encoder_from_run(
-    run: str | Path, with_aligner: bool = False
-) -> tuple[nn.Module, dict[str, Any], dict]:
-    """Rebuild the trained encoder of a ``distil-encoder`` run.
-
-    The config is read from ``meta["encoder_config"]`` when present, else ``config["model"]``.
-
-    Args:
-        run: run folder or checkpoint file.
-        with_aligner: keep the training-only aligner (needed to run ``forward`` on mels).
-    Returns:
-        (NixEncoder in eval mode, its config dict, checkpoint dict).
-    Raises:
-        CheckpointError: no checkpoint. StudentFileError: not an encoder run.
-        ConfigError: an invalid encoder config.
-    """
-    from .students.encoder import NixEncoder, NixEncoderConfig
-    from .training.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(run)
-    model = (ckpt.get("meta") or {}).get("encoder_config") or (ckpt.get("config") or {}).get("model")
-    if "encoder" not in ckpt.get("models", {}) or not model:
-        raise StudentFileError(f"{ckpt.get('path', run)} is not a distil-encoder run")
-    cfg = from_dict(NixEncoderConfig, model, f"{run}:model")
-    encoder = NixEncoder(cfg, with_aligner=with_aligner)
-    state = ckpt["models"]["encoder"]
-    if not with_aligner:
-        state = {k: v for k, v in state.items() if not k.startswith("aligner.")}
-    encoder.load_state_dict(state)
-    return encoder.eval(), dataclasses.asdict(cfg), ckpt
+    encoded = {k: json.dumps(v) for k, v in metadata.items()}
+    return atomic_write(out_path, lambda tmp: save_file(tensors, str(tmp), metadata=encoded))
 
 
 def export_student(
@@ -178,8 +111,8 @@ def export_student(
     Returns:
         the written path.
     Raises:
-        CheckpointError: a run without checkpoint.
-        StudentFileError: a run of the wrong stage.
+        CheckpointError: a run without checkpoint, or of the wrong stage.
+        StudentFileError: a run without its text frontend.
         ConfigError: runs that do not fit together (hop length, latent channels, vocabulary).
     """
     encoder, enc_cfg, enc_ckpt = encoder_from_run(encoder_run)

@@ -34,6 +34,8 @@ __all__ = [
     "LatentSettings",
     "LatentCache",
     "choose_latent_source",
+    "open_latent_cache",
+    "resolve_latent_settings",
     "teacher_latents",
 ]
 
@@ -68,7 +70,12 @@ class LatentBatch(NamedTuple):
 
 
 class LatentSettings(NamedTuple):
-    """Sampling settings of :func:`teacher_latents`.
+    """Sampling settings of :func:`teacher_latents`: ONE set per distillation.
+
+    The encoder stage, the decoder stage and the latent cache all use the same settings: the
+    cache records them and refuses others (:func:`open_latent_cache`), and the decoder stage
+    inherits the encoder run's (:func:`resolve_latent_settings`). The defaults are the teacher
+    "as shipped" (VITS/Piper inference defaults), so the student learns what users hear.
 
     noise_scale: prior sample std multiplier (VITS inference default 0.667).
     length_scale: teacher duration multiplier (prior).
@@ -80,6 +87,48 @@ class LatentSettings(NamedTuple):
     length_scale: float = 1.0
     noise_scale_w: float = 0.8
     posterior_noise_scale: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "latent settings") -> "LatentSettings":
+        """Build from a JSON dict; unknown keys raise :class:`LatentError`."""
+        unknown = sorted(set(d) - set(cls._fields))
+        if unknown:
+            raise LatentError(f"{where}: unknown key(s) {unknown}; known: {list(cls._fields)}")
+        return cls(**{k: float(v) for k, v in d.items()})
+
+    def differences(self, other: "LatentSettings") -> list[str]:
+        """``["noise_scale: 0.667 != 0.5", ...]`` for every field that differs."""
+        return [f"{k}: {a} != {b}" for k, a, b in zip(self._fields, self, other) if a != b]
+
+
+def resolve_latent_settings(
+    explicit: LatentSettings | None, inherited: dict[str, LatentSettings | None],
+) -> LatentSettings:
+    """The one set of latent settings a stage must use.
+
+    Args:
+        explicit: the stage's own configured settings, or ``None`` when it configures none.
+        inherited: settings already fixed elsewhere, by origin (e.g. ``{"encoder run RUN": s,
+            "latent cache DIR": s}``); ``None`` values are ignored.
+    Returns:
+        the explicit settings, else the inherited ones, else the defaults.
+    Raises:
+        LatentError: two sources disagree (names both and every differing field).
+    """
+    named = [(k, v) for k, v in inherited.items() if v is not None]
+    if explicit is not None:
+        named.insert(0, ("this stage's config", explicit))
+    if not named:
+        return LatentSettings()
+    first_name, first = named[0]
+    for name, other in named[1:]:
+        diff = first.differences(other)
+        if diff:
+            raise LatentError(
+                f"latent settings of {first_name} and {name} disagree ({'; '.join(diff)}); "
+                "encoder, decoder and cache must share one set -- fix the config or use a new "
+                "cache folder")
+    return first
 
 
 def choose_latent_source(teacher: Any, has_audio: bool, mode: str = "auto") -> str:
@@ -213,14 +262,15 @@ def teacher_latents(
 # -------------------------------------------------------------------------------- cache
 _FIELDS = ("z", "mel", "w_ceil", "wav", "m", "logs")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_HASH_CHARS = 12
 
 
 class LatentCache:
     """On-disk cache of teacher latents: one safetensors shard per utterance id.
 
-    Shards live in ``root/<key>/`` where ``key`` hashes ``identity`` (teacher source, latent
-    source, sampling settings, seed), so a cache never serves latents of another setting. Each
+    ``root/identity.json`` records everything the latents depend on (teacher, latent source and
+    every sampling setting). Opening a cache with another identity raises :class:`LatentError`
+    instead of silently starting a second cache. Samples are drawn once, from the training RNG,
+    when an utterance is first seen; later epochs and the other stage reuse that draw. Each
     shard holds the item's tensors trimmed to its own length (``z``, ``mel``, and where present
     ``w_ceil``, ``wav``, ``m``, ``logs``).
 
@@ -228,14 +278,40 @@ class LatentCache:
         root: cache folder.
         identity: JSON-able description of everything the latents depend on.
         hop_length: samples per frame (to trim ``wav``).
+    Raises:
+        LatentError: ``root`` holds latents of another identity.
     """
 
     def __init__(self, root: str | Path, identity: dict[str, Any], hop_length: int) -> None:
-        key = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-        self.dir = Path(root) / key[:_HASH_CHARS]
+        self.dir = Path(root)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "identity.json").write_text(json.dumps(identity, indent=2, default=str))
+        ident_path = self.dir / "identity.json"
+        identity = json.loads(json.dumps(identity, sort_keys=True, default=str))
+        if ident_path.is_file():
+            stored = json.loads(ident_path.read_text())
+            if stored != identity:
+                diff = [k for k in sorted(set(stored) | set(identity))
+                        if stored.get(k) != identity.get(k)]
+                raise LatentError(
+                    f"latent cache {self.dir} holds latents of another setting (differs in "
+                    f"{diff}: cached {[stored.get(k) for k in diff]}, asked "
+                    f"{[identity.get(k) for k in diff]}); use the same latent settings in every "
+                    "stage, or another --cache-dir")
+        else:
+            tmp = ident_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(identity, indent=2, sort_keys=True))
+            tmp.replace(ident_path)
+        self.identity = identity
         self.hop_length = hop_length
+
+    @staticmethod
+    def stored_settings(root: str | Path) -> LatentSettings | None:
+        """The latent settings a cache folder was made with, or ``None`` if it has none yet."""
+        ident_path = Path(root) / "identity.json"
+        if not ident_path.is_file():
+            return None
+        return LatentSettings.from_dict(json.loads(ident_path.read_text())["settings"],
+                                        str(ident_path))
 
     def path(self, utt_id: str) -> Path:
         """Shard file of ``utt_id`` (unsafe characters replaced, plus a short hash)."""
@@ -303,6 +379,9 @@ def open_latent_cache(root: str | Path, teacher: Any, source: str,
 
     Both distillation stages open it the same way, so ``distil-decoder`` reuses the latents
     (and, for prior latents, the teacher's audio) that ``distil-encoder`` already computed.
+
+    Raises:
+        LatentError: ``root`` already holds latents of another teacher, source or setting.
     """
     identity = {"teacher": teacher_description(teacher), "source": source,
                 "settings": settings._asdict()}

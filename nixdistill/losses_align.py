@@ -101,16 +101,23 @@ def bin_loss_weight(step: int, start: int = 0, ramp: int = 1000) -> float:
     return min(1.0, (step - start + 1) / ramp)
 
 
-def duration_loss(logw_pred: torch.Tensor, logw_target: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of log durations, normalised by the number of valid tokens.
+def duration_loss(logw_pred: torch.Tensor, w_target: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of durations in frames, normalised by the number of valid tokens.
+
+    The loss is taken on ``exp(logw)`` in frames, not on ``log w``: its minimiser is the mean
+    duration, so with :func:`nixdistill.students.encoder.round_durations` at inference the
+    expected utterance length is unbiased (an MSE on ``log w`` predicts the geometric mean, and
+    ``ceil`` adds half a frame per token on top).
 
     Args:
-        logw_pred / logw_target: log frames per token, [B, 1, T_text].
+        logw_pred: predicted log frames per token, [B, 1, T_text].
+        w_target: target frames per token (integers), [B, 1, T_text].
         x_mask: [B, 1, T_text].
     Returns:
-        scalar loss (squared nats per token).
+        scalar loss (squared frames per token).
     """
-    return torch.sum((logw_pred - logw_target) ** 2 * x_mask) / x_mask.sum().clamp(min=1)
+    err = (torch.exp(logw_pred) - w_target) * x_mask
+    return torch.sum(err ** 2) / x_mask.sum().clamp(min=1)
 
 
 def duration_nll_loss(dur_nll: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:

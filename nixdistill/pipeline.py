@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 from .config import ConfigError, resolve_config_path
 from .errors import NixdistillError
+from .runs import latest_checkpoint, write_json_atomic
 
 DONE_FILE = "DONE.json"
 RESOURCE_PREFIX = "resource:"
@@ -178,8 +179,6 @@ def _done(stage_dir: Path) -> dict[str, Any] | None:
 
 
 def _has_checkpoint(stage_dir: Path) -> bool:
-    from .training.checkpoint import latest_checkpoint
-
     return stage_dir.is_dir() and latest_checkpoint(stage_dir) is not None
 
 
@@ -200,7 +199,7 @@ def _run_training(
     result = fn(out_dir=stage_dir, resume=resume, **kwargs)
     seconds = time.perf_counter() - t0
     info = {"step": int(result.step), "reason": str(result.reason), "seconds": seconds}
-    (stage_dir / DONE_FILE).write_text(json.dumps(info, indent=2))
+    write_json_atomic(stage_dir / DONE_FILE, info)
     reports.append(StageReport(name, "resumed" if resume else "ran", seconds, str(stage_dir),
                                f"step {result.step}, stopped by {result.reason}"))
 
@@ -311,6 +310,6 @@ def run_pipeline(
     headline = results.headline()
 
     summary = PipelineSummary(preset.name, str(run), reports, headline)
-    (run / "pipeline.json").write_text(json.dumps(summary.to_dict(), indent=2))
+    write_json_atomic(run / "pipeline.json", summary.to_dict())
     return summary
 

@@ -9,10 +9,11 @@ so ``nixdistill synthesize --model student.safetensors`` runs without any teache
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -20,7 +21,9 @@ from torch import nn
 
 from .config import AudioConfig, from_dict
 from .errors import NixdistillError
+from .streaming import DEFAULT_CHUNK_FRAMES, decode_chunks, decoder_context
 from .text import TextError, TextFrontend, frontend_from_dict
+from .text.sentences import split_sentences
 
 __all__ = [
     "FORMAT",
@@ -130,7 +133,7 @@ class Student:
     def infer_ids(
         self, x: torch.Tensor, x_lengths: torch.Tensor, sid: torch.Tensor | None = None,
         noise_scale: float = 0.667, length_scale: float = 1.0,
-        w_ceil: torch.Tensor | None = None,
+        w_ceil: torch.Tensor | None = None, noise_scale_w: float | None = None,
     ) -> StudentOutput:
         """Token ids to audio.
 
@@ -141,31 +144,42 @@ class Student:
             noise_scale: temperature of the latent sample (0: the mean).
             length_scale: > 1 speaks slower.
             w_ceil: forced durations in frames, [B, T_text] or [B, 1, T_text], or None.
+            noise_scale_w: noise of a stochastic duration predictor (Piper's ``noise_w``);
+                None: the encoder config's.
         Returns:
             StudentOutput(wav [B, 1, T_frames*hop], w_ceil, y_mask); padded samples are zero.
         """
         enc = self.encoder.infer(x, x_lengths, sid=sid, noise_scale=noise_scale,
-                                 length_scale=length_scale, w_ceil=w_ceil)
+                                 length_scale=length_scale, w_ceil=w_ceil,
+                                 noise_scale_w=noise_scale_w)
         wav = self.decoder(enc.z, self.speaker_embedding(sid))
         sample_mask = torch.repeat_interleave(enc.y_mask, self.audio.hop_length, dim=-1)
         return StudentOutput(wav * sample_mask.to(wav.dtype), enc.w_ceil, enc.y_mask)
 
+    @torch.inference_mode()
     def synthesize(
         self, text: str, noise_scale: float = 0.667, length_scale: float = 1.0,
-        speaker: int | None = None,
+        speaker: int | None = None, noise_scale_w: float | None = None,
     ) -> np.ndarray:
-        """Speak one utterance.
+        """Speak one utterance in one pass (for long text use :meth:`stream`).
 
         Args:
             text: the transcript (the frontend normalises / phonemises it).
             noise_scale: latent temperature. length_scale: > 1 speaks slower.
             speaker: speaker id for multi-speaker models (default 0).
+            noise_scale_w: duration noise of a stochastic duration predictor (None: config's).
         Returns:
             waveform at ``sample_rate`` Hz, [T_samples], float32.
         Raises:
             TextError: empty text or symbols outside the model's table.
             StudentInputError: a speaker id the model does not have.
         """
+        enc, sid = self._encode(text, noise_scale, length_scale, speaker, noise_scale_w)
+        wav = self.decoder(enc.z, self.speaker_embedding(sid))
+        return wav[0, 0].float().cpu().numpy()
+
+    def _encode(self, text: str, noise_scale: float, length_scale: float, speaker: int | None,
+                noise_scale_w: float | None):
         if not text or not text.strip():
             raise TextError("cannot synthesize empty text")
         ids = self.frontend.encode(text)
@@ -175,8 +189,55 @@ class Student:
         x = torch.tensor([ids], dtype=torch.long, device=device)
         x_lengths = torch.tensor([len(ids)], dtype=torch.long, device=device)
         sid = self._speaker_id(speaker, device)
-        out = self.infer_ids(x, x_lengths, sid, noise_scale, length_scale)
-        return out.wav[0, 0].float().cpu().numpy()
+        enc = self.encoder.infer(x, x_lengths, sid=sid, noise_scale=noise_scale,
+                                 length_scale=length_scale, noise_scale_w=noise_scale_w)
+        return enc, sid
+
+    @property
+    def decoder_context(self) -> int:
+        """One-sided receptive field of the decoder in frames (from its config)."""
+        cfg = dict(self.metadata["decoder_config"])
+        return decoder_context(cfg.pop("kind"), cfg, self.audio.hop_length)
+
+    def stream(
+        self, text: str, noise_scale: float = 0.667, length_scale: float = 1.0,
+        speaker: int | None = None, noise_scale_w: float | None = None,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    ) -> Iterator[np.ndarray]:
+        """Speak text of any length as a stream of audio chunks, in bounded memory.
+
+        The text is split into sentences (:func:`nixdistill.text.sentences.split_sentences`);
+        per sentence the encoder runs once and the decoder runs over windows of
+        ``chunk_frames`` latent frames plus :attr:`decoder_context` frames of margin on each
+        side, so the chunks of one sentence concatenate to :meth:`synthesize` of that sentence
+        (up to float rounding; tested within 1e-4).
+
+        Args:
+            text: any length of text.
+            noise_scale / length_scale / speaker / noise_scale_w: as in :meth:`synthesize`.
+            chunk_frames: latent frames per chunk (``chunk_frames * hop_length`` samples).
+        Yields:
+            waveform chunks at ``sample_rate`` Hz, [n_samples], float32.
+        Raises:
+            TextError: text with no sentence, or symbols outside the model's table.
+            StudentInputError: a speaker id the model does not have.
+        """
+        sentences = split_sentences(text)
+        first = next(sentences, None)
+        if first is None:
+            raise TextError("cannot synthesize empty text")
+        context = self.decoder_context
+        for sentence in itertools.chain([first], sentences):
+            enc, sid = self._encode(sentence, noise_scale, length_scale, speaker, noise_scale_w)
+            g = self.speaker_embedding(sid)
+
+            def decode(z: torch.Tensor) -> torch.Tensor:
+                with torch.inference_mode():
+                    return self.decoder(z, g)
+
+            for chunk in decode_chunks(decode, enc.z, enc.z.shape[-1], self.audio.hop_length,
+                                       chunk_frames, context):
+                yield chunk[0, 0].float().cpu().numpy()
 
     def _speaker_id(self, speaker: int | None, device: torch.device) -> torch.Tensor | None:
         n_speakers = int(self.metadata.get("encoder_config", {}).get("n_speakers", 0))
@@ -283,8 +344,3 @@ def load_student(path: str | Path, device: torch.device | str = "cpu") -> Studen
     for module in (encoder, decoder):
         module.eval().requires_grad_(False).to(device)
     return Student(encoder, decoder, frontend, audio, meta)
-
-
-def audio_metadata(audio: AudioConfig) -> dict[str, Any]:
-    """The ``audio`` metadata entry: every :class:`AudioConfig` field."""
-    return asdict(audio)

@@ -19,7 +19,7 @@ import importlib
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from .config import (AudioConfig, ConfigError, ExperimentConfig, TextConfig, che
                      config_from_raw, from_dict, load_config)
 from .errors import NixdistillError
 from .teachers.vits import VITS, VITSConfig
+
+if TYPE_CHECKING:  # the frontends import phonemizers; load them only when a teacher is built
+    from .text import TextFrontend
 
 __all__ = ["Teacher", "TeacherError", "load_teacher", "build_vits_config", "build_teacher_model",
            "translate_state_dict"]
@@ -51,7 +54,7 @@ class TeacherError(NixdistillError):
 
 @dataclass
 class Teacher:
-    """A frozen teacher and everything needed to feed it text.
+    """A frozen teacher and everything needed to feed it text. Every field is always set.
 
     Attributes:
         model: the :class:`~nixdistill.teachers.vits.VITS` (eval mode, no gradients).
@@ -69,7 +72,7 @@ class Teacher:
     model_config: VITSConfig
     audio: AudioConfig
     text: TextConfig
-    frontend: Any
+    frontend: TextFrontend
     kind: str
     source: str
     has_posterior: bool
@@ -77,7 +80,13 @@ class Teacher:
 
     @property
     def device(self) -> torch.device:
+        """Where the model's parameters live."""
         return next(self.model.parameters()).device
+
+    @property
+    def multi_speaker(self) -> bool:
+        """True when the model takes speaker ids (``n_speakers > 1``)."""
+        return self.n_speakers > 1
 
     def n_params(self, module_name: str | None = None) -> int:
         """Parameter count of the whole model or of one submodule (``"enc_p"``, ``"dec"``, ...).
@@ -333,7 +342,7 @@ def _piper_package(name: str) -> tuple[Path, Path] | None:
 
 
 def _resolve_dir(p: Path) -> Path:
-    from .training.checkpoint import latest_checkpoint
+    from .runs import latest_checkpoint
 
     found = latest_checkpoint(p)
     if found is not None:

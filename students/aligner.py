@@ -21,8 +21,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nixdistill.monotonic_align import maximum_path
-
 __all__ = ["AlignerOutput", "Aligner", "beta_binomial_log_prior", "LOG_ZERO"]
 
 #: log-probability used for masked (padded) token positions; finite so that no NaN appears in
@@ -141,6 +139,8 @@ class Aligner(nn.Module):
         Raises:
             nixdistill.monotonic_align.AlignmentError: an item has more tokens than frames.
         """
+        from nixdistill.monotonic_align import maximum_path  # training only: keep it off import
+
         k = self.key_proj(keys * x_mask)  # [B, A, T_text]
         q = self.query_proj(queries * y_mask)  # [B, A, T_frames]
         # ||q - k||^2 = |q|^2 + |k|^2 - 2 q.k : [B, T_frames, A] x [B, A, T_text] = [B, T_frames, T_text]

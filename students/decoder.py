@@ -9,8 +9,8 @@ wav [B, 1, T_frames * hop_length]``:
   most of its work runs at the sample rate.
 * ``istft`` -- :class:`ISTFTDecoder`, a Vocos-style decoder (gemelo-ai/vocos): ConvNeXt blocks
   at frame rate and a Fourier head predicting log-magnitude and phase, inverted by an iSTFT
-  written as a fixed inverse-DFT matmul plus overlap-add with ``conv_transpose1d`` (so it
-  exports to ONNX and matches ``torch.istft(center=True)``; see :class:`InverseSTFT`).
+  (``irfft`` + strided overlap-add in PyTorch, an inverse-DFT matmul under ONNX export; see
+  :class:`InverseSTFT`).
 
 The hop length is the teacher's (``audio.hop_length``) and is checked at construction:
 ``prod(upsample_rates)`` for ``nix``; the iSTFT hop for ``istft``.
@@ -25,12 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from nixdistill.config import ConfigError, check_upsampling, from_dict
+from nixdistill.errors import ConfigError
+from nixdistill.nn import (ResBlock1, check_upsampling, folded_state_dict, from_dict, get_padding,
+                           hifigan_upsample, remove_weight_norm)
 
 from .layers import DepthwiseSeparableConv1d
+
+ISTFT_PADDINGS = ("same", "center")
 
 __all__ = [
     "DECODER_KINDS",
@@ -131,6 +134,9 @@ class ISTFTDecoderConfig:
             ``>= 2 * hop_length`` (Hann window, ``center=True``, no NOLA gaps).
         max_magnitude: the predicted linear magnitude is clipped at this value (Vocos: 100).
         layer_norm_eps: LayerNorm epsilon.
+        padding: iSTFT frame convention, ``"same"`` (frame ``t`` centred on sample
+            ``t * hop + hop / 2``, like the teacher; Vocos) or ``"center"`` (centred on
+            ``t * hop``; students exported before 0.2). See :class:`InverseSTFT`.
     """
 
     inter_channels: int = 192
@@ -143,12 +149,16 @@ class ISTFTDecoderConfig:
     n_fft: int | None = None
     max_magnitude: float = 100.0
     layer_norm_eps: float = 1e-6
+    padding: str = "same"
 
     def __post_init__(self) -> None:
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"decoder: kernel_size must be odd, got {self.kernel_size}")
         if self.n_layers <= 0:
             raise ConfigError(f"decoder: n_layers must be positive, got {self.n_layers}")
+        if self.padding not in ISTFT_PADDINGS:
+            raise ConfigError(f"decoder: padding must be one of {ISTFT_PADDINGS}, "
+                              f"got {self.padding!r}")
 
     def resolved_n_fft(self, hop_length: int) -> int:
         """iSTFT size for a given hop, checked.
@@ -185,42 +195,11 @@ def decoder_config_from_dict(
 # --------------------------------------------------------------------------------------------
 
 
-def _same_padding(kernel_size: int, dilation: int = 1) -> int:
-    return (kernel_size * dilation - dilation) // 2
-
-
 def _init_normal(module: nn.Module, std: float) -> None:
     """HiFi-GAN ``init_weights``: conv weights ~ N(0, std)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
             m.weight.data.normal_(0.0, std)
-
-
-def remove_weight_norm(module: nn.Module) -> nn.Module:
-    """Fold every ``parametrizations.weight_norm`` in ``module`` into a plain ``weight``.
-
-    Returns the same module (in place), ready for inference/export.
-    """
-    for m in module.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-    return module
-
-
-def folded_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict ``module`` would have after :func:`remove_weight_norm`, without mutating it.
-
-    (``parametrize.remove_parametrizations`` on a deep copy breaks the original in torch 2.x,
-    so export folds the weights this way.)
-    """
-    state = dict(module.state_dict())
-    for name, m in module.named_modules():
-        if parametrize.is_parametrized(m, "weight"):
-            prefix = f"{name}." if name else ""
-            for key in [k for k in state if k.startswith(f"{prefix}parametrizations.weight.")]:
-                del state[key]
-            state[f"{prefix}weight"] = m.weight.detach()
-    return state
 
 
 def _ds_conv(channels: int, kernel_size: int, dilation: int) -> DepthwiseSeparableConv1d:
@@ -229,29 +208,6 @@ def _ds_conv(channels: int, kernel_size: int, dilation: int) -> DepthwiseSeparab
     conv.depthwise = weight_norm(conv.depthwise)
     conv.pointwise = weight_norm(conv.pointwise)
     return conv
-
-
-class DSResBlock(nn.Module):
-    """HiFi-GAN ``ResBlock1`` with depthwise-separable convolutions.
-
-    For each dilation ``d``: ``x = x + conv2(lrelu(conv1_d(lrelu(x))))``. Shapes ``[B, C, T]``.
-    """
-
-    def __init__(self, channels: int, kernel_size: int, dilations: list[int], slope: float) -> None:
-        super().__init__()
-        self.slope = slope
-        self.convs1 = nn.ModuleList(
-            _ds_conv(channels, kernel_size, d) for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            _ds_conv(channels, kernel_size, 1) for _ in dilations
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2):
-            xt = c2(F.leaky_relu(c1(F.leaky_relu(x, self.slope)), self.slope))
-            x = x + xt
-        return x
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +242,7 @@ class NixDecoder(nn.Module):
         c0 = cfg.upsample_initial_channel
         self.conv_pre = weight_norm(
             nn.Conv1d(cfg.inter_channels, c0, cfg.pre_kernel_size,
-                      padding=_same_padding(cfg.pre_kernel_size))
+                      padding=get_padding(cfg.pre_kernel_size))
         )
         self.cond = nn.Conv1d(cfg.gin_channels, c0, 1) if cfg.gin_channels > 0 else None
         self.ups = nn.ModuleList()
@@ -298,9 +254,9 @@ class NixDecoder(nn.Module):
             ))
             ch //= 2
             for rk, rd in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes):
-                self.resblocks.append(DSResBlock(ch, rk, list(rd), self.slope))
+                self.resblocks.append(ResBlock1(ch, rk, rd, self.slope, conv=_ds_conv, init=None))
         self.conv_post = weight_norm(
-            nn.Conv1d(ch, 1, cfg.post_kernel_size, padding=_same_padding(cfg.post_kernel_size),
+            nn.Conv1d(ch, 1, cfg.post_kernel_size, padding=get_padding(cfg.post_kernel_size),
                       bias=False)
         )
         _init_normal(self.ups, _HIFIGAN_INIT_STD)
@@ -318,16 +274,7 @@ class NixDecoder(nn.Module):
         x = self.conv_pre(z)
         if self.cond is not None and g is not None:
             x = x + self.cond(g)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, self.slope))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            xs = blocks[0](x)
-            for block in blocks[1:]:
-                xs = xs + block(x)
-            x = xs / self.num_kernels
-        # HiFi-GAN uses the default LeakyReLU slope (0.01) before conv_post.
-        x = self.conv_post(F.leaky_relu(x))
-        return torch.tanh(x)
+        return hifigan_upsample(x, self.ups, self.resblocks, self.conv_post, self.slope)
 
     def remove_weight_norm(self) -> NixDecoder:
         """Fold weight norm into plain weights (in place) for inference/export."""
@@ -343,25 +290,65 @@ class NixDecoder(nn.Module):
 _ENVELOPE_FLOOR = 1e-11
 
 
-class InverseSTFT(nn.Module):
-    """ONNX-friendly inverse STFT equal to ``torch.istft(center=True, window=hann(n_fft))``.
+def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Overlap-add frames with a stride of ``hop_length`` samples.
 
-    The one-sided inverse DFT is a fixed matmul with a windowed cosine/sine basis; the frames are
-    overlap-added with ``conv_transpose1d`` (identity kernel, stride ``hop_length``), divided by
-    the overlap-added squared window, and trimmed so that ``T_frames`` frames give exactly
-    ``T_frames * hop_length`` samples (frame ``t`` is centred on sample ``t * hop_length``).
+    When ``n_fft`` is a multiple of the hop (the default ``n_fft = 4 * hop_length``) the sum is
+    ``n_fft / hop_length`` shifted adds of reshaped frames: no matmul, and the same ops in
+    PyTorch and ONNX. Otherwise ``F.fold`` (col2im) does it.
+
+    Args:
+        frames: time-domain frames, [B, n_fft, T_frames].
+        hop_length: frame shift in samples.
+    Returns:
+        signal, [B, 1, (T_frames - 1) * hop_length + n_fft].
+    """
+    b, n_fft, t = frames.shape
+    if n_fft % hop_length:
+        out = F.fold(frames, output_size=(1, (t - 1) * hop_length + n_fft),
+                     kernel_size=(1, n_fft), stride=(1, hop_length))
+        return out.view(b, 1, -1)
+    r = n_fft // hop_length
+    parts = frames.reshape(b, r, hop_length, t)  # sample j of frame t = part j//hop, row j%hop
+    # part i of frame t lands in output block t + i: [B, hop, T_frames + r - 1]
+    out = sum(F.pad(parts[:, i], (i, r - 1 - i)) for i in range(r))
+    return out.transpose(1, 2).reshape(b, 1, (t + r - 1) * hop_length)
+
+
+class InverseSTFT(nn.Module):
+    """Inverse STFT of a one-sided spectrogram (Hann window), fast in PyTorch and in ONNX.
+
+    Frames come from ``torch.fft.irfft`` in PyTorch; under ONNX export (no FFT op in the
+    exporter) from a fixed windowed inverse-DFT matmul, equal to 1e-5. Frames are overlap-added
+    with strided adds (:func:`overlap_add`), divided by the overlap-added squared window, and
+    trimmed so that ``T_frames`` frames give exactly ``T_frames * hop_length`` samples.
+
+    Padding conventions (frame ``t`` is the window centred on the given sample):
+
+    - ``"same"`` (Vocos ``ISTFTHead(padding="same")``, gemelo-ai/vocos): trims
+      ``(n_fft - hop_length) / 2`` at both ends, so frame ``t`` is centred on sample
+      ``t * hop_length + hop_length / 2`` -- the middle of the hop that frame ``t`` of the
+      teacher's upsampling decoder produces, and of STFT frame ``t`` of its audio.
+    - ``"center"``: equal to ``torch.istft(center=True)`` truncated to ``T_frames * hop_length``;
+      frame ``t`` is centred on sample ``t * hop_length`` (students exported before 0.2).
 
     Args:
         n_fft: FFT size in samples (even, ``>= 2 * hop_length``).
         hop_length: frame shift in samples.
+        padding: ``"same"`` or ``"center"``.
+    Raises:
+        ConfigError: bad ``n_fft`` or padding.
     """
 
-    def __init__(self, n_fft: int, hop_length: int) -> None:
+    def __init__(self, n_fft: int, hop_length: int, padding: str = "same") -> None:
         super().__init__()
         if n_fft % 2 or n_fft < 2 * hop_length:
             raise ConfigError(f"iSTFT: n_fft ({n_fft}) must be even and >= 2 * hop ({hop_length})")
+        if padding not in ISTFT_PADDINGS:
+            raise ConfigError(f"iSTFT: padding must be one of {ISTFT_PADDINGS}, got {padding!r}")
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.padding = padding
         n_freqs = n_fft // 2 + 1
         window = torch.hann_window(n_fft, dtype=torch.float64)
         k = torch.arange(n_freqs, dtype=torch.float64).unsqueeze(1)
@@ -373,12 +360,25 @@ class InverseSTFT(nn.Module):
         scale[-1] = 1.0
         cos_basis = scale * torch.cos(angle) * window / n_fft
         sin_basis = -scale * torch.sin(angle) * window / n_fft
-        # [2F, N]: frames = [Re; Im]^T @ basis.
+        # [2F, N]: frames = [Re; Im]^T @ basis (the ONNX path).
         self.register_buffer("basis", torch.cat([cos_basis, sin_basis]).float(), persistent=False)
-        self.register_buffer("ola_kernel", torch.eye(n_fft).unsqueeze(1), persistent=False)
-        self.register_buffer("window_sq", window.pow(2).float().view(1, 1, n_fft), persistent=False)
-        self.trim_start = n_fft // 2
-        self.trim_end = n_fft // 2 - hop_length
+        self.register_buffer("window", window.float().view(1, n_fft, 1), persistent=False)
+        self.register_buffer("window_sq", window.pow(2).float().view(1, n_fft, 1), persistent=False)
+        if padding == "same":
+            self.trim_start = (n_fft - hop_length) // 2
+            self.trim_end = n_fft - hop_length - self.trim_start
+        else:
+            self.trim_start = n_fft // 2
+            self.trim_end = n_fft // 2 - hop_length
+
+    def frames(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+        """Windowed time-domain frames, [B, n_fft, T_frames], from real/imag [B, F, T_frames]."""
+        if torch.onnx.is_in_onnx_export():
+            spec = torch.cat([real, imag], dim=1)  # [B, 2F, T]
+            # [b, t, 2F] x [2F, N] = [b, t, N] -> [b, N, t]
+            return torch.matmul(spec.transpose(1, 2), self.basis).transpose(1, 2)
+        frames = torch.fft.irfft(torch.complex(real, imag), n=self.n_fft, dim=1)
+        return frames * self.window.to(frames.dtype)
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
         """Invert a one-sided complex spectrogram given as real and imaginary parts.
@@ -388,13 +388,9 @@ class InverseSTFT(nn.Module):
         Returns:
             wav, [B, 1, T_frames * hop_length].
         """
-        spec = torch.cat([real, imag], dim=1)  # [B, 2F, T]
-        # [b, t, 2F] x [2F, N] = [b, t, N] -> [b, N, t]
-        frames = torch.matmul(spec.transpose(1, 2), self.basis).transpose(1, 2)
-        wav = F.conv_transpose1d(frames, self.ola_kernel, stride=self.hop_length)
-        envelope = F.conv_transpose1d(
-            torch.ones_like(real[:1, :1, :]), self.window_sq, stride=self.hop_length
-        )
+        wav = overlap_add(self.frames(real, imag), self.hop_length)
+        ones = torch.ones_like(real[:1, :1, :])  # [1, 1, T]: the envelope follows T_frames
+        envelope = overlap_add(self.window_sq.to(wav.dtype) * ones, self.hop_length)
         wav = wav / envelope.clamp_min(_ENVELOPE_FLOOR)
         end = wav.shape[-1] - self.trim_end
         return wav[..., self.trim_start:end] if self.trim_end else wav[..., self.trim_start:]
@@ -457,7 +453,7 @@ class ISTFTDecoder(nn.Module):
         )
         self.final_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(cfg.dim, 2 * self.n_freqs)
-        self.istft = InverseSTFT(self.n_fft, hop_length)
+        self.istft = InverseSTFT(self.n_fft, hop_length, cfg.padding)
 
     def spectrum(
         self, z: torch.Tensor, g: torch.Tensor | None = None

@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from nixdistill.config import ConfigError
+from nixdistill.errors import ConfigError
+from nixdistill.nn import ElementwiseAffine, Flip, expand_by_durations, sequence_mask
 
 from .aligner import Aligner
-from .layers import DSConvStack, durations_to_path, sequence_mask
+from .layers import DSConvStack
 
 __all__ = [
     "NixEncoderConfig",
@@ -37,6 +38,7 @@ __all__ = [
     "DurationPredictor",
     "StochasticDurationPredictor",
     "LatentEncoder",
+    "round_durations",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -133,9 +135,13 @@ class EncoderTrainOutput(NamedTuple):
     m_s, logs_s, z_s: student latent mean, log-std and sample, [B, inter, T_frames].
     attn_soft, attn_hard, attn_logprob: aligner outputs, [B, 1, T_frames, T_text].
     logw: predicted log durations, [B, 1, T_text] (stochastic: a detached sample).
-    logw_target: log durations of the hard alignment, [B, 1, T_text].
+    logw_target: log of ``w_target``, [B, 1, T_text].
     x_mask: [B, 1, T_text]; y_mask: [B, 1, T_frames].
     dur_nll: stochastic predictor only: summed NLL per item, [B]; else None.
+    w_target: frames per token the latents were expanded with and the duration predictor was
+        trained on, [B, 1, T_text]: the given durations (e.g. the teacher's) or else the
+        aligner's.
+    w_align: frames per token of the aligner's hard (MAS) alignment, [B, 1, T_text].
     """
 
     m_s: torch.Tensor
@@ -149,6 +155,8 @@ class EncoderTrainOutput(NamedTuple):
     x_mask: torch.Tensor
     y_mask: torch.Tensor
     dur_nll: torch.Tensor | None = None
+    w_target: torch.Tensor | None = None
+    w_align: torch.Tensor | None = None
 
 
 class EncoderOutput(NamedTuple):
@@ -188,21 +196,6 @@ class DurationPredictor(nn.Module):
         return self.proj(y) * x_mask
 
 
-class _ElementwiseAffine(nn.Module):
-    """Per-channel affine flow ``y = m + exp(logs) · x``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.m = nn.Parameter(torch.zeros(channels, 1))
-        self.logs = nn.Parameter(torch.zeros(channels, 1))
-
-    def forward(self, x, x_mask, cond, reverse=False):
-        if not reverse:
-            y = (self.m + torch.exp(self.logs) * x) * x_mask
-            return y, torch.sum(self.logs * x_mask, dim=[1, 2])
-        return (x - self.m) * torch.exp(-self.logs) * x_mask, None
-
-
 class _AffineCoupling(nn.Module):
     """Affine coupling on a 2-channel variable: channel 1 is shifted/scaled by a DS-conv net of
     (channel 0, condition); the output projection starts at zero (identity flow)."""
@@ -226,16 +219,12 @@ class _AffineCoupling(nn.Module):
         return torch.cat([x0, x1], 1), None
 
 
-class _Flip(nn.Module):
-    def forward(self, x, x_mask, cond, reverse=False):
-        return torch.flip(x, [1]), (None if reverse else x.new_zeros(x.shape[0]))
-
-
 class StochasticDurationPredictor(nn.Module):
     """Compact flow-based stochastic duration predictor (in the spirit of VITS's SDP).
 
-    The variable is ``[y, e]`` with ``y = log(w - u)``, ``u ~ U[0, 1)`` (uniform
-    dequantisation of the integer durations ``w``, so ``ceil(exp(y)) = w``) and ``e ~ N(0, 1)``
+    The variable is ``[y, e]`` with ``y = log(w + 1/2 - u)``, ``u ~ U[0, 1)`` (uniform
+    dequantisation of the integer durations ``w`` centred on ``w``, so ``round(exp(y)) = w`` and
+    ``E[exp(y)] = w``: :func:`round_durations` then keeps lengths unbiased) and ``e ~ N(0, 1)``
     an augmentation channel. An elementwise affine flow and ``n_flows`` conditional affine
     couplings (each followed by a channel flip) map it to a standard normal. The training loss is
     the variational bound ``-log p(y, e) + log q(e) + y`` (the last term is the Jacobian of
@@ -258,9 +247,9 @@ class StochasticDurationPredictor(nn.Module):
         self.pre = nn.Conv1d(in_channels, channels, 1)
         self.cond_stack = DSConvStack(channels, filter_channels, kernel_size, dilations, dropout,
                                       gin_channels)
-        flows: list[nn.Module] = [_ElementwiseAffine(2)]
+        flows: list[nn.Module] = [ElementwiseAffine(2)]
         for _ in range(n_flows):
-            flows += [_AffineCoupling(channels, filter_channels, kernel_size, flow_dilations), _Flip()]
+            flows += [_AffineCoupling(channels, filter_channels, kernel_size, flow_dilations), Flip()]
         self.flows = nn.ModuleList(flows)
 
     def _cond(self, h, x_mask, g):
@@ -280,7 +269,7 @@ class StochasticDurationPredictor(nn.Module):
         """
         cond = self._cond(h, x_mask, g)
         u = torch.rand_like(w)
-        y = torch.log((w - u).clamp(min=torch.finfo(w.dtype).tiny)) * x_mask
+        y = torch.log((w + 0.5 - u).clamp(min=torch.finfo(w.dtype).tiny)) * x_mask
         e = torch.randn_like(w) * x_mask
         z = torch.cat([y, e], 1)
         logdet = torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
@@ -303,6 +292,25 @@ class StochasticDurationPredictor(nn.Module):
         for flow in reversed(self.flows):
             z, _ = flow(z, x_mask, cond, reverse=True)
         return z[:, :1] * x_mask
+
+
+def round_durations(w: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
+    """Integer frames per token whose running total is the rounded running total of ``w``.
+
+    ``w_int[j] = round(Σ_{i<=j} w[i]) - round(Σ_{i<j} w[i])``, so every token gets ``floor`` or
+    ``ceil`` of its continuous duration and the utterance length is ``round(Σ w)``: unbiased
+    whenever ``w`` is (``ceil`` per token, as in VITS inference, adds about half a frame per
+    token -- 20-28 % for Piper ids with a blank between phonemes). Tokens may get 0 frames.
+
+    Args:
+        w: continuous frames per token, >= 0, [B, T_text] or [B, 1, T_text].
+        x_mask: valid tokens, same shape as ``w`` (or broadcastable).
+    Returns:
+        w_int: frames per token, same shape as ``w``, float with whole values (0 on padding).
+    """
+    cum = torch.round(torch.cumsum(w * x_mask, dim=-1))
+    prev = torch.cat([torch.zeros_like(cum[..., :1]), cum[..., :-1]], dim=-1)
+    return (cum - prev) * x_mask
 
 
 class LatentEncoder(nn.Module):
@@ -392,38 +400,47 @@ class NixEncoder(nn.Module):
         h = self.text_encoder(emb, x_mask)
         return emb, h, x_mask
 
-    def _latents(self, h, path, y_mask, g):
-        # [B, hidden, T_text] x [B, T_text, T_frames] = [B, hidden, T_frames]
-        h_frames = torch.bmm(h, path.transpose(1, 2))
-        return self.latent_encoder(h_frames, y_mask, g)
-
     # -- training -------------------------------------------------------------------------
     def forward(
         self, x: torch.Tensor, x_lengths: torch.Tensor, mel: torch.Tensor, y_lengths: torch.Tensor,
         sid: torch.Tensor | None = None, noise_scale: float = 1.0,
+        w_target: torch.Tensor | None = None,
     ) -> EncoderTrainOutput:
-        """Training pass with the student's own alignment.
+        """Training pass: the aligner always runs; latents follow ``w_target`` when given.
 
         Args:
             x: token ids, [B, T_text], int64. x_lengths: [B].
             mel: log-mel frames (aligner queries), [B, n_mels, T_frames]. y_lengths: frames [B].
             sid: speaker ids [B] (multi-speaker only).
             noise_scale: std multiplier of the ``z_s`` sample.
+            w_target: known frames per token, [B, T_text] or [B, 1, T_text] (with prior latents:
+                the teacher's own ``w_ceil``, which expanded its ``z``). The latents are expanded
+                and the duration predictor is trained with them; ``None`` uses the aligner's hard
+                (MAS) durations (posterior latents).
         Returns:
-            :class:`EncoderTrainOutput`; ``m_s``/``logs_s`` are expanded with the hard
-            (MAS) alignment, so ``T_frames`` is that of ``mel``.
+            :class:`EncoderTrainOutput`; ``T_frames`` is that of ``mel``.
         Raises:
             RuntimeError: when built with ``with_aligner=False``.
+            ValueError: ``w_target`` does not sum to ``y_lengths``.
             nixdistill.monotonic_align.AlignmentError: an item has more tokens than frames.
         """
         if self.aligner is None:
             raise RuntimeError("this NixEncoder was built without its aligner (inference only)")
+        if w_target is not None and not torch.equal(
+                w_target.reshape(x.shape[0], -1).sum(1).long(), y_lengths.long()):
+            raise ValueError("w_target must sum to y_lengths for every item")
         emb, h, x_mask = self.encode_text(x, x_lengths)
         y_mask = sequence_mask(y_lengths, mel.shape[2]).unsqueeze(1).to(h.dtype)
         g = self._speaker(sid, x.shape[0], x.device)
         align = self.aligner(emb, mel, x_mask, y_mask, x_lengths, y_lengths)
         attn_hard = align.attn_hard  # [B, 1, T_frames, T_text]
-        w = attn_hard.sum(2)  # [B, 1, T_text]
+        w_align = attn_hard.sum(2)  # [B, 1, T_text]
+        if w_target is None:
+            w = w_align
+            h_frames = torch.bmm(h, attn_hard.squeeze(1).transpose(1, 2))  # [B, hidden, T_frames]
+        else:
+            w = w_target.reshape(x.shape[0], 1, -1).to(h.dtype) * x_mask
+            h_frames = expand_by_durations(h, w, mel.shape[2])
         logw_target = torch.log(w.clamp(min=1)) * x_mask
         h_dp = h.detach()
         g_dp = None if g is None else g.detach()
@@ -434,19 +451,42 @@ class NixEncoder(nn.Module):
         else:
             dur_nll = None
             logw = self.dp(h_dp, x_mask, g_dp)
-        m_s, logs_s = self._latents(h, attn_hard.squeeze(1), y_mask, g)
+        m_s, logs_s = self.latent_encoder(h_frames * y_mask, y_mask, g)
         z_s = (m_s + torch.randn_like(m_s) * torch.exp(logs_s) * noise_scale) * y_mask
         return EncoderTrainOutput(
             m_s, logs_s, z_s, align.attn_soft, attn_hard, align.attn_logprob, logw, logw_target,
-            x_mask, y_mask, dur_nll,
+            x_mask, y_mask, dur_nll, w, w_align,
         )
 
     # -- inference ------------------------------------------------------------------------
+    def predict_durations(
+        self, h: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
+        length_scale: float | torch.Tensor = 1.0, noise_scale_w: float | torch.Tensor = 0.8,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Integer frames per token from text features (:func:`round_durations`).
+
+        Args:
+            h: text features, [B, hidden, T_text]; x_mask: [B, 1, T_text].
+            g: speaker embedding [B, gin, 1] or None.
+            length_scale: duration multiplier (> 1 is slower speech).
+            noise_scale_w: stochastic predictor noise (ignored by the deterministic one).
+            generator: RNG of the stochastic predictor.
+        Returns:
+            w: frames per token, [B, T_text], float with whole values.
+        """
+        if self.stochastic:
+            logw = self.dp(h, x_mask, g, noise_scale_w, generator)
+        else:
+            logw = self.dp(h, x_mask, g)
+        return round_durations(torch.exp(logw) * length_scale, x_mask).squeeze(1)
+
     @torch.no_grad()
     def infer(
         self, x: torch.Tensor, x_lengths: torch.Tensor, sid: torch.Tensor | None = None,
-        noise_scale: float | None = None, length_scale: float | None = None,
-        w_ceil: torch.Tensor | None = None, noise_scale_w: float | None = None,
+        noise_scale: float | torch.Tensor | None = None,
+        length_scale: float | torch.Tensor | None = None,
+        w_ceil: torch.Tensor | None = None, noise_scale_w: float | torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> EncoderOutput:
         """Text -> latent, from ids only.
@@ -462,6 +502,9 @@ class NixEncoder(nn.Module):
             generator: RNG for the noise (reproducible synthesis).
         Returns:
             :class:`EncoderOutput` (z [B, inter, T_frames], w_ceil [B, T_text] int64, y_mask).
+            Durations are rounded so that the expected length is unbiased
+            (:func:`round_durations`); the expansion is an index gather
+            (:func:`nixdistill.nn.expand_by_durations`).
         """
         c = self.config
         noise_scale = c.noise_scale if noise_scale is None else noise_scale
@@ -470,20 +513,22 @@ class NixEncoder(nn.Module):
         _, h, x_mask = self.encode_text(x, x_lengths)
         g = self._speaker(sid, x.shape[0], x.device)
         if w_ceil is None:
-            if self.stochastic:
-                logw = self.dp(h, x_mask, g, noise_scale_w, generator)
-            else:
-                logw = self.dp(h, x_mask, g)
-            w_ceil = torch.ceil(torch.exp(logw) * x_mask * length_scale).squeeze(1)
+            w = self.predict_durations(h, x_mask, g, length_scale, noise_scale_w, generator)
         else:
-            w_ceil = w_ceil.reshape(x.shape[0], -1).to(h.dtype) * x_mask.squeeze(1)
-        y_lengths = w_ceil.sum(1).clamp(min=1).long()
-        y_mask = sequence_mask(y_lengths).unsqueeze(1).to(h.dtype)
-        path = durations_to_path(w_ceil, y_mask.transpose(1, 2) * x_mask)  # [B, T_frames, T_text]
-        m_s, logs_s = self._latents(h, path, y_mask, g)
-        eps = torch.randn(m_s.shape, device=m_s.device, dtype=m_s.dtype, generator=generator)
+            w = w_ceil.reshape(x.shape[0], -1).to(h.dtype) * x_mask.squeeze(1)
+        if not torch.onnx.is_in_onnx_export() and not bool((w.sum(1) > 0).all()):
+            w = w.clone()  # an empty utterance still gets one frame
+            w[:, 0] = torch.where(w.sum(1) > 0, w[:, 0], torch.ones_like(w[:, 0]))
+        y_lengths = w.sum(1).long()
+        h_frames = expand_by_durations(h, w, y_lengths.max())
+        y_mask = sequence_mask(y_lengths, h_frames.shape[2]).unsqueeze(1).to(h.dtype)
+        m_s, logs_s = self.latent_encoder(h_frames, y_mask, g)
+        if generator is None:
+            eps = torch.randn_like(m_s)
+        else:
+            eps = torch.randn(m_s.shape, device=m_s.device, dtype=m_s.dtype, generator=generator)
         z = (m_s + eps * torch.exp(logs_s) * noise_scale) * y_mask
-        return EncoderOutput(z, w_ceil.long(), y_mask)
+        return EncoderOutput(z, w.long(), y_mask)
 
     # -- export helpers -------------------------------------------------------------------
     def inference_state_dict(self) -> dict[str, torch.Tensor]:

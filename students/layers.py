@@ -7,7 +7,7 @@ that padded frames never leak into valid ones (padding invariance), and every bl
 the dilation it was built with (the unofficial port ignored its configured dilations).
 
 This module is shared by the encoder and the decoder; its public names are stable:
-:func:`sequence_mask`, :func:`durations_to_path`, :class:`ChannelLayerNorm`,
+:func:`sequence_mask` and :func:`durations_to_path` (from :mod:`nixdistill.nn`), :class:`ChannelLayerNorm`,
 :class:`DepthwiseSeparableConv1d`, :class:`DSConvBlock`, :class:`DSConvStack`.
 """
 
@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nixdistill.nn import durations_to_path, sequence_mask
+
 __all__ = [
     "sequence_mask",
     "durations_to_path",
@@ -27,44 +29,6 @@ __all__ = [
     "DSConvBlock",
     "DSConvStack",
 ]
-
-
-def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
-    """Boolean mask of valid positions.
-
-    Args:
-        lengths: valid lengths, [B], integer.
-        max_length: padded length ``T`` (default ``lengths.max()``).
-    Returns:
-        mask: [B, T], bool, ``mask[b, t] = t < lengths[b]``.
-    """
-    if max_length is None:
-        max_length = int(lengths.max())
-    steps = torch.arange(max_length, device=lengths.device, dtype=lengths.dtype)
-    return steps.unsqueeze(0) < lengths.unsqueeze(1)
-
-
-def durations_to_path(durations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Hard monotonic alignment (path matrix) from integer durations.
-
-    Token ``j`` covers frames ``[cumsum(d)[j-1], cumsum(d)[j])``.
-
-    Args:
-        durations: frames per token, [B, T_text] (float or integer, whole numbers).
-        mask: valid (frame, token) pairs, [B, T_frames, T_text].
-    Returns:
-        path: 0/1 float, [B, T_frames, T_text]; ``path.sum(1) == durations`` where the frame
-        axis is long enough.
-    """
-    b, t_frames, t_text = mask.shape
-    cum = torch.cumsum(durations.float(), dim=1)  # [B, T_text]
-    frames = torch.arange(t_frames, device=durations.device, dtype=cum.dtype)
-    # frame t belongs to token j iff cum[j-1] <= t < cum[j]
-    end = cum.unsqueeze(1)  # [B, 1, T_text]
-    start = (cum - durations.float()).unsqueeze(1)
-    t = frames.view(1, t_frames, 1)
-    path = (t >= start) & (t < end)
-    return path.to(mask.dtype if mask.dtype.is_floating_point else torch.float32) * mask
 
 
 class ChannelLayerNorm(nn.Module):

@@ -1,68 +1,14 @@
-"""Small tensor helpers shared by the teacher modules.
+"""Small tensor helpers of the teacher modules (those shared with the students live in
+:mod:`nixdistill.nn`).
 
-Source: jaywalnut310/vits ``commons.py`` (``sequence_mask``, ``generate_path``,
-``rand_slice_segments``, ``fused_add_tanh_sigmoid_multiply``), rewritten with shapes documented.
+Source: jaywalnut310/vits ``commons.py`` (``rand_slice_segments``,
+``fused_add_tanh_sigmoid_multiply``), rewritten with shapes documented.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-#: Standard deviation of the normal init used for HiFi-GAN convolutions (jaywalnut310/vits).
-INIT_STD = 0.01
-
-
-def init_weights(module: nn.Module, mean: float = 0.0, std: float = INIT_STD) -> None:
-    """Normal init of every ``Conv*`` weight (HiFi-GAN / VITS ``init_weights``)."""
-    if "Conv" not in type(module).__name__:
-        return
-    if hasattr(module, "parametrizations") and "weight" in module.parametrizations:
-        # weight norm: draw v, then set g = ||v|| so the effective weight equals v
-        v = module.parametrizations.weight.original1
-        v.data.normal_(mean, std)
-        dims = tuple(range(1, v.dim()))
-        module.parametrizations.weight.original0.data.copy_(
-            torch.linalg.vector_norm(v.data, dim=dims, keepdim=True)
-        )
-    else:
-        module.weight.data.normal_(mean, std)
-
-
-def get_padding(kernel_size: int, dilation: int = 1) -> int:
-    """'Same' padding for an odd ``kernel_size`` at ``dilation``, in samples."""
-    return (kernel_size * dilation - dilation) // 2
-
-
-def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
-    """Boolean mask ``[B, T]`` with ``mask[b, t] = t < lengths[b]``.
-
-    Args:
-        lengths: valid lengths, [B], integer or float.
-        max_length: ``T``; defaults to ``lengths.max()``.
-    """
-    if max_length is None:
-        max_length = int(lengths.max())
-    positions = torch.arange(max_length, dtype=lengths.dtype, device=lengths.device)
-    return positions.unsqueeze(0) < lengths.unsqueeze(1)
-
-
-def generate_path(duration: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Hard monotonic alignment from integer durations (VITS ``commons.generate_path``).
-
-    Args:
-        duration: frames per token, [B, 1, T_text] (already ceiled, zero on padding).
-        mask: valid (frame, token) pairs, [B, 1, T_frames, T_text].
-    Returns:
-        attn: 0/1 path, [B, 1, T_frames, T_text]; frame ``t`` belongs to token ``j`` when
-        ``cumsum(d)[j-1] <= t < cumsum(d)[j]``.
-    """
-    b, _, t_frames, t_text = mask.shape
-    cum_duration = torch.cumsum(duration, -1).view(b * t_text)
-    path = sequence_mask(cum_duration, t_frames).to(mask.dtype).view(b, t_text, t_frames)
-    path = path - F.pad(path, (0, 0, 1, 0))[:, :-1]  # keep frames new to each token
-    return path.unsqueeze(1).transpose(2, 3) * mask
 
 
 def slice_segments(x: torch.Tensor, ids_str: torch.Tensor, segment_size: int) -> torch.Tensor:

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import DDSConv, ConvFlow, ElementwiseAffine, Flip, LayerNorm, Log
+from nixdistill.nn.flows import ElementwiseAffine, Flip
+
+from .modules import DDSConv, ConvFlow, LayerNorm, Log
 
 #: Conditioner depth of the SDP's DDSConv stacks and ConvFlows (VITS).
 SDP_CONV_LAYERS = 3
@@ -103,7 +105,7 @@ class StochasticDurationPredictor(nn.Module):
             else:
                 z = torch.zeros(shape, device=x.device, dtype=x.dtype)
             for flow in flows:
-                z = flow(z, x_mask, g=x, reverse=True)
+                z, _ = flow(z, x_mask, g=x, reverse=True)
             return z[:, :1]
 
         if not self.posterior or w is None:

@@ -12,8 +12,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from nixdistill.nn import sequence_mask
+
 from .attentions import Encoder
-from .commons import sequence_mask
 from .modules import WN
 
 

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nixdistill.nn import remove_weight_norm
+from nixdistill.nn.flows import Flip
+
 from .attentions import Encoder
-from .modules import Flip, ResidualCouplingLayer, remove_weight_norm_
+from .modules import ResidualCouplingLayer
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,9 @@ class ResidualCouplingBlock(nn.Module):
                 x, _ = flow(x, x_mask, g=g, reverse=False)
         else:
             for flow in reversed(self.flows):
-                x = flow(x, x_mask, g=g, reverse=True)
+                x, _ = flow(x, x_mask, g=g, reverse=True)
         return x
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm of every WaveNet convolution into plain weights."""
-        remove_weight_norm_(self)
+        remove_weight_norm(self)

@@ -7,12 +7,10 @@ Source: jaywalnut310/vits ``models.Generator``. ``ups`` and the residual blocks 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .commons import init_weights
-from .modules import LRELU_SLOPE, ResBlock1, ResBlock2, remove_weight_norm_
+from nixdistill.nn import ResBlock1, ResBlock2, hifigan_upsample, init_weights, remove_weight_norm
 
 #: Kernel size of ``conv_pre`` and ``conv_post`` (HiFi-GAN).
 PRE_POST_KERNEL = 7
@@ -38,7 +36,6 @@ class Generator(nn.Module):
         super().__init__()
         if resblock not in ("1", "2"):
             raise ValueError(f"resblock must be '1' or '2', got {resblock!r}")
-        self.num_kernels = len(resblock_kernel_sizes)
         self.num_upsamples = len(upsample_rates)
         pad = PRE_POST_KERNEL // 2
         self.conv_pre = nn.Conv1d(initial_channel, upsample_initial_channel, PRE_POST_KERNEL, 1,
@@ -66,16 +63,8 @@ class Generator(nn.Module):
         x = self.conv_pre(x)
         if g is not None:
             x = x + self.cond(g)
-        for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            xs = blocks[0](x)
-            for blk in blocks[1:]:
-                xs = xs + blk(x)
-            x = xs / self.num_kernels
-        x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as in VITS
-        return torch.tanh(x)
+        return hifigan_upsample(x, self.ups, self.resblocks, self.conv_post)
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm into plain weights (inference/export; Piper does this)."""
-        remove_weight_norm_(self)
+        remove_weight_norm(self)

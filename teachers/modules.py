@@ -1,4 +1,5 @@
-"""Building blocks of VITS: WaveNet, HiFi-GAN residual blocks, normalising-flow layers.
+"""Building blocks of VITS: WaveNet and normalising-flow layers (the HiFi-GAN residual blocks,
+``Flip`` and ``ElementwiseAffine`` are shared with the students, in :mod:`nixdistill.nn`).
 
 Source: jaywalnut310/vits ``modules.py`` (architecture and parameter names, so original
 checkpoints load key for key). Weight norm uses ``torch.nn.utils.parametrizations.weight_norm``
@@ -13,14 +14,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from .commons import fused_add_tanh_sigmoid_multiply, get_padding, init_weights
+from nixdistill.nn import get_padding, remove_weight_norm
+from nixdistill.nn.flows import FlowOutput
+
+from .commons import fused_add_tanh_sigmoid_multiply
 from .transforms import unconstrained_rational_quadratic_spline
 
-#: Leaky-ReLU slope inside HiFi-GAN residual blocks (jaywalnut310/vits ``LRELU_SLOPE``).
-LRELU_SLOPE = 0.1
 #: LayerNorm epsilon (VITS ``modules.LayerNorm``).
 LAYER_NORM_EPS = 1e-5
 #: Floor applied before ``log`` in the duration flow's :class:`Log` layer.
@@ -28,13 +29,6 @@ LOG_FLOOR = 1e-5
 #: Spline bins and tail bound of :class:`ConvFlow` (VITS defaults).
 SPLINE_BINS = 10
 SPLINE_TAIL_BOUND = 5.0
-
-
-def remove_weight_norm_(module: nn.Module) -> None:
-    """Fold weight norm into a plain ``weight`` for every parametrised submodule, in place."""
-    for m in module.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
 
 
 class LayerNorm(nn.Module):
@@ -142,102 +136,19 @@ class WN(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm of every convolution into plain weights (for inference/export)."""
-        remove_weight_norm_(self)
-
-
-class ResBlock1(nn.Module):
-    """HiFi-GAN V1 residual block: per dilation a dilated conv then a dilation-1 conv."""
-
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3, 5)):
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                  padding=get_padding(kernel_size, d)))
-            for d in dilation)
-        self.convs2 = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1,
-                                  padding=get_padding(kernel_size, 1)))
-            for _ in dilation)
-        self.convs1.apply(init_weights)
-        self.convs2.apply(init_weights)
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, C, T] -> [B, C, T]."""
-        for c1, c2 in zip(self.convs1, self.convs2):
-            xt = F.leaky_relu(x, LRELU_SLOPE)
-            if x_mask is not None:
-                xt = xt * x_mask
-            xt = F.leaky_relu(c1(xt), LRELU_SLOPE)
-            if x_mask is not None:
-                xt = xt * x_mask
-            x = c2(xt) + x
-        return x * x_mask if x_mask is not None else x
-
-    def remove_weight_norm(self) -> None:
-        remove_weight_norm_(self)
-
-
-class ResBlock2(nn.Module):
-    """HiFi-GAN V3 residual block: one dilated conv per dilation."""
-
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: tuple[int, ...] = (1, 3)):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                                  padding=get_padding(kernel_size, d)))
-            for d in dilation)
-        self.convs.apply(init_weights)
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B, C, T] -> [B, C, T]."""
-        for c in self.convs:
-            xt = F.leaky_relu(x, LRELU_SLOPE)
-            if x_mask is not None:
-                xt = xt * x_mask
-            x = c(xt) + x
-        return x * x_mask if x_mask is not None else x
-
-    def remove_weight_norm(self) -> None:
-        remove_weight_norm_(self)
+        remove_weight_norm(self)
 
 
 class Log(nn.Module):
     """Flow ``y = log(x)`` on the duration channel (SDP); logdet ``-sum(y)``."""
 
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, reverse: bool = False, **kwargs):
-        """x: [B, C, T]. Forward returns (y, logdet [B]); reverse returns ``exp(x) * x_mask``."""
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
+                reverse: bool = False) -> FlowOutput:
+        """x: [B, C, T]; g unused. Forward: (y, logdet [B]); reverse: (``exp(x) * x_mask``, None)."""
         if not reverse:
             y = torch.log(torch.clamp_min(x, LOG_FLOOR)) * x_mask
-            return y, torch.sum(-y, [1, 2])
-        return torch.exp(x) * x_mask
-
-
-class Flip(nn.Module):
-    """Reverse the channel order (swaps the halves of a coupling layer); volume preserving."""
-
-    def forward(self, x: torch.Tensor, *args, reverse: bool = False, **kwargs):
-        """x: [B, C, T]. Forward returns (flipped, zeros [B]); reverse returns flipped."""
-        x = torch.flip(x, [1])
-        if not reverse:
-            return x, torch.zeros(x.size(0), dtype=x.dtype, device=x.device)
-        return x
-
-
-class ElementwiseAffine(nn.Module):
-    """Per-channel affine flow ``y = m + exp(logs) * x`` (parameters ``m``, ``logs``: [C, 1])."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.m = nn.Parameter(torch.zeros(channels, 1))
-        self.logs = nn.Parameter(torch.zeros(channels, 1))
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, reverse: bool = False, **kwargs):
-        """x: [B, C, T]. Forward returns (y, logdet [B]); reverse returns x."""
-        if not reverse:
-            y = (self.m + torch.exp(self.logs) * x) * x_mask
-            return y, torch.sum(self.logs * x_mask, [1, 2])
-        return (x - self.m) * torch.exp(-self.logs) * x_mask
+            return FlowOutput(y, torch.sum(-y, [1, 2]))
+        return FlowOutput(torch.exp(x) * x_mask, None)
 
 
 class ResidualCouplingLayer(nn.Module):
@@ -276,8 +187,8 @@ class ResidualCouplingLayer(nn.Module):
         return self.enc(h, x_mask, g=g)
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
-                reverse: bool = False):
-        """x: [B, C, T]. Forward returns (y, logdet [B]); reverse returns the inverse."""
+                reverse: bool = False) -> FlowOutput:
+        """x: [B, C, T]. Forward: (y, logdet [B]); reverse: (the inverse, None)."""
         x0, x1 = torch.split(x, [self.half_channels] * 2, 1)
         stats = self.post(self.conditioner(x0, x_mask, g)) * x_mask
         if self.mean_only:
@@ -286,9 +197,9 @@ class ResidualCouplingLayer(nn.Module):
             m, logs = torch.split(stats, [self.half_channels] * 2, 1)
         if not reverse:
             x1 = m + x1 * torch.exp(logs) * x_mask
-            return torch.cat([x0, x1], 1), torch.sum(logs, [1, 2])
+            return FlowOutput(torch.cat([x0, x1], 1), torch.sum(logs, [1, 2]))
         x1 = (x1 - m) * torch.exp(-logs) * x_mask
-        return torch.cat([x0, x1], 1)
+        return FlowOutput(torch.cat([x0, x1], 1), None)
 
     def remove_weight_norm(self) -> None:
         self.enc.remove_weight_norm()
@@ -320,8 +231,8 @@ class ConvFlow(nn.Module):
         self.proj.bias.data.zero_()
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None,
-                reverse: bool = False):
-        """x: [B, C, T], g: [B, filter, T]. Forward returns (y, logdet [B]); reverse returns x."""
+                reverse: bool = False) -> FlowOutput:
+        """x: [B, C, T], g: [B, filter, T]. Forward: (y, logdet [B]); reverse: (x, None)."""
         x0, x1 = torch.split(x, [self.half_channels] * 2, 1)
         h = self.convs(self.pre(x0), x_mask, g=g)
         h = self.proj(h) * x_mask
@@ -335,5 +246,5 @@ class ConvFlow(nn.Module):
             x1, widths, heights, derivatives, inverse=reverse, tail_bound=self.tail_bound)
         x = torch.cat([x0, x1], 1) * x_mask
         if not reverse:
-            return x, torch.sum(logabsdet * x_mask, [1, 2])
-        return x
+            return FlowOutput(x, torch.sum(logabsdet * x_mask, [1, 2]))
+        return FlowOutput(x, None)

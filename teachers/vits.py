@@ -19,14 +19,15 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from nixdistill.config import ConfigError
+from nixdistill.errors import ConfigError
+from nixdistill.nn import (durations_to_path, expand_by_durations, remove_weight_norm,
+                           sequence_mask)
 
-from .commons import generate_path, rand_slice_segments, sequence_mask
+from .commons import rand_slice_segments
 from .duration import DurationPredictor, StochasticDurationPredictor
 from .encoders import PosteriorEncoder, TextEncoder
 from .flows import FlowTransformerSpec, ResidualCouplingBlock
 from .hifigan import Generator
-from .modules import remove_weight_norm_
 
 #: Added to durations before the log in the duration targets (VITS ``logw_``).
 DURATION_LOG_EPS = 1e-6
@@ -171,19 +172,25 @@ class VITSConfig:
 class InferOutput(NamedTuple):
     """Output of :meth:`VITS.infer`.
 
-    wav [B, 1, T_samples] (``T_samples = T_frames * hop``); attn [B, 1, T_frames, T_text];
-    w_ceil [B, 1, T_text] (frames per token); z, z_p, m_p, logs_p [B, inter, T_frames];
-    y_mask [B, 1, T_frames].
+    wav [B, 1, T_samples] (``T_samples = T_frames * hop``); w_ceil [B, 1, T_text] (frames per
+    token, zero on padding); z, z_p, m_p, logs_p [B, inter, T_frames]; y_mask [B, 1, T_frames].
+    The dense alignment is built only when asked for, by :attr:`attn`.
     """
 
     wav: torch.Tensor
-    attn: torch.Tensor
     w_ceil: torch.Tensor
     z: torch.Tensor
     z_p: torch.Tensor
     m_p: torch.Tensor
     logs_p: torch.Tensor
     y_mask: torch.Tensor
+
+    @property
+    def attn(self) -> torch.Tensor:
+        """Hard alignment from ``w_ceil``, 0/1 [B, 1, T_frames, T_text] (``O(T_frames * T_text)``
+        memory: for plots and tests, not for long texts)."""
+        mask = self.y_mask.squeeze(1).unsqueeze(-1).expand(-1, -1, self.w_ceil.size(-1))
+        return durations_to_path(self.w_ceil.squeeze(1), mask).unsqueeze(1)
 
 
 class PosteriorOutput(NamedTuple):
@@ -317,7 +324,7 @@ class VITS(nn.Module):
 
     def remove_weight_norm(self) -> None:
         """Fold weight norm of ``dec``, ``flow`` and ``enc_q`` into plain weights (inference)."""
-        remove_weight_norm_(self)
+        remove_weight_norm(self)
 
     def _encode_text(self, x, x_lengths, g):
         return self.enc_p(x, x_lengths, g=g if self.enc_gin_channels else None)
@@ -348,15 +355,13 @@ class VITS(nn.Module):
             t_frames = min(t_frames, max_frames)
             y_lengths = torch.clamp_max(y_lengths, t_frames)
         y_mask = sequence_mask(y_lengths, t_frames).unsqueeze(1).to(x_mask.dtype)
-        attn_mask = x_mask.unsqueeze(2) * y_mask.unsqueeze(-1)  # [B, 1, T_frames, T_text]
-        attn = generate_path(w_ceil, attn_mask)
-        # [b, t_y, t_x] x [b, t_x, d] = [b, t_y, d] -> [b, d, t_y]
-        m_p = torch.matmul(attn.squeeze(1), m_p.transpose(1, 2)).transpose(1, 2)
-        logs_p = torch.matmul(attn.squeeze(1), logs_p.transpose(1, 2)).transpose(1, 2)
+        # gather each frame's token (O(T_frames) memory, no [T_frames, T_text] path matrix):
+        # [b, d, t_x] -> [b, d, t_y]
+        m_p = expand_by_durations(m_p, w_ceil, t_frames)
+        logs_p = expand_by_durations(logs_p, w_ceil, t_frames)
         z_p = m_p + _noise(m_p.shape, m_p, noise_scale, generator) * torch.exp(logs_p)
         z = self.flow(z_p, y_mask, g=g, reverse=True) * y_mask
-        return dict(z=z, z_p=z_p, m_p=m_p, logs_p=logs_p, y_mask=y_mask, attn=attn,
-                    w_ceil=w_ceil)
+        return dict(z=z, z_p=z_p, m_p=m_p, logs_p=logs_p, y_mask=y_mask, w_ceil=w_ceil)
 
     # ------------------------------------------------------------------ inference API
     @torch.no_grad()
@@ -384,8 +389,8 @@ class VITS(nn.Module):
         p = self._expand_prior(x, x_lengths, g, noise_scale, length_scale, noise_scale_w,
                                w_ceil, generator, max_frames)
         wav = self.dec(p["z"], g=g)
-        return InferOutput(wav, p["attn"], p["w_ceil"], p["z"], p["z_p"], p["m_p"],
-                           p["logs_p"], p["y_mask"])
+        return InferOutput(wav, p["w_ceil"], p["z"], p["z_p"], p["m_p"], p["logs_p"],
+                           p["y_mask"])
 
     @torch.no_grad()
     def prior_latents(self, x: torch.Tensor, x_lengths: torch.Tensor,

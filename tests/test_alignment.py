@@ -144,14 +144,23 @@ def test_bin_loss_weight_starts_early_and_ramps():
 
 def test_duration_loss_is_normalised_by_token_count():
     torch.manual_seed(0)
-    pred, target = torch.randn(1, 1, 5), torch.randn(1, 1, 5)
+    pred, target = torch.randn(1, 1, 5), torch.randint(1, 5, (1, 1, 5)).float()
     mask = torch.ones(1, 1, 5)
-    ref = ((pred - target) ** 2).mean()
+    ref = ((pred.exp() - target) ** 2).mean()
     torch.testing.assert_close(duration_loss(pred, target, mask), ref)
     padded = [torch.nn.functional.pad(t, (0, 7), value=9.0) for t in (pred, target)]
     pmask = torch.nn.functional.pad(mask, (0, 7))
     torch.testing.assert_close(duration_loss(*padded, pmask), ref)
     nll = torch.tensor([3.0, 5.0])
+    # its minimiser is the mean duration in frames (unbiased lengths), not the geometric mean
+    targets = torch.tensor([[[1.0, 2.0, 6.0]]])
+    logw = torch.zeros(1, 1, 1, requires_grad=True)
+    opt = torch.optim.SGD([logw], lr=0.02)
+    for _ in range(500):
+        opt.zero_grad()
+        duration_loss(logw.expand(1, 1, 3), targets, torch.ones(1, 1, 3)).backward()
+        opt.step()
+    assert float(logw.detach().exp()) == pytest.approx(3.0, abs=1e-3)
     assert duration_nll_loss(nll, torch.ones(2, 1, 4)).item() == pytest.approx(1.0)
 
 

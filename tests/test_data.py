@@ -255,15 +255,20 @@ def test_bucket_lengths_use_training_rate(tiny_ljspeech, frontend, tiny_meta):
 # -- prepare -----------------------------------------------------------------------------------
 @pytest.fixture
 def bad_ljspeech(tmp_path, tiny_ljspeech) -> Path:
-    """tiny_ljspeech plus: a corrupt wav, an empty text, an unknown symbol, a too-long text."""
+    """tiny_ljspeech plus: a corrupt wav, a float wav with NaN and inf samples, an empty text, an
+    unknown symbol, a too-long text."""
     root = tmp_path / "bad"
     shutil.copytree(tiny_ljspeech, root)
     (root / "wavs" / "BAD-corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     for name in ("BAD-empty", "BAD-symbol", "BAD-long"):
         sf.write(root / "wavs" / f"{name}.wav", _noise(0.6, TINY_SAMPLE_RATE, 9), TINY_SAMPLE_RATE)
+    nan = _noise(0.6, TINY_SAMPLE_RATE, 8)
+    nan[100], nan[200] = np.nan, np.inf
+    sf.write(root / "wavs" / "BAD-nan.wav", nan, TINY_SAMPLE_RATE, subtype="FLOAT")
     long_text = "many words " * 40
     with open(root / "metadata.csv", "a", encoding="utf-8") as f:
         f.write("BAD-corrupt|A fine sentence.|A fine sentence.\n")
+        f.write("BAD-nan|A fine sentence.|A fine sentence.\n")
         f.write("BAD-empty| | \n")
         f.write("BAD-symbol|Snow ☃ man.|Snow ☃ man.\n")
         f.write(f"BAD-long|{long_text}|{long_text}\n")
@@ -283,13 +288,15 @@ def test_prepare_cli_skips_bad_items(bad_ljspeech, tmp_path, tiny_meta):
     assert result.exit_code == 0, result.output
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     reasons = {s["utt_id"]: s["reason"] for s in stats["skipped"]}
-    assert reasons == {"BAD-corrupt": "unreadable audio", "BAD-empty": "empty text",
+    assert reasons == {"BAD-corrupt": "unreadable audio", "BAD-nan": "non-finite audio",
+                       "BAD-empty": "empty text",
                        "BAD-symbol": "unknown symbol", "BAD-long": "more tokens than frames"}
     assert "U+2603" in next(s["detail"] for s in stats["skipped"] if s["utt_id"] == "BAD-symbol")
+    assert "2 NaN/inf" in next(s["detail"] for s in stats["skipped"] if s["utt_id"] == "BAD-nan")
     train = (out / "train.txt").read_text(encoding="utf-8").splitlines()
     val = (out / "val.txt").read_text(encoding="utf-8").splitlines()
     assert len(val) == 2 and len(train) + len(val) == len(texts) == stats["n_items"]
-    assert stats["sample_rates"] == {str(TINY_SAMPLE_RATE): len(texts) + 3}
+    assert stats["sample_rates"] == {str(TINY_SAMPLE_RATE): len(texts) + 4}
     assert stats["hours"] == pytest.approx(sum(durations) / 3600, rel=1e-3)
     assert sum(stats["histogram_s"]["counts"]) == len(texts)
     # the written filelists read back as filelists with absolute paths and speaker 0

@@ -92,7 +92,7 @@ def test_inverse_stft_matches_torch_istft(n_fft, hop):
     torch.manual_seed(0)
     n_frames = 9
     spec = torch.randn(2, n_fft // 2 + 1, n_frames, dtype=torch.complex128)
-    ours = InverseSTFT(n_fft, hop).double()(spec.real, spec.imag)
+    ours = InverseSTFT(n_fft, hop, padding="center").double()(spec.real, spec.imag)
     ref = torch.istft(spec, n_fft, hop, n_fft, torch.hann_window(n_fft, dtype=torch.float64),
                       center=True, length=n_frames * hop)
     assert ours.shape == (2, 1, n_frames * hop)
@@ -104,7 +104,51 @@ def test_inverse_stft_round_trips_a_signal():
     y = torch.randn(1, n_frames * hop, dtype=torch.float64)
     spec = torch.stft(y, n_fft, hop, n_fft, torch.hann_window(n_fft, dtype=torch.float64),
                       center=True, return_complex=True)[..., :n_frames]
-    rec = InverseSTFT(n_fft, hop).double()(spec.real, spec.imag)
+    rec = InverseSTFT(n_fft, hop, padding="center").double()(spec.real, spec.imag)
     # Only the final frame's right half is missing; everything before it is reconstructed.
     keep = (n_frames - 1) * hop
     torch.testing.assert_close(rec[0, 0, :keep], y[0, :keep], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(64, 16), (48, 8), (40, 16)])
+def test_inverse_stft_same_padding_round_trips_the_teachers_frame_convention(n_fft, hop):
+    """VITS spectrograms pad (n_fft - hop) / 2 on both sides with center=False, so STFT frame t
+    is centred on sample t * hop + hop / 2. The "same" iSTFT inverts exactly that framing."""
+    n_frames = 14
+    y = torch.randn(1, n_frames * hop, dtype=torch.float64)
+    pad_l = (n_fft - hop) // 2
+    padded = torch.nn.functional.pad(y.unsqueeze(1), (pad_l, n_fft - hop - pad_l), mode="reflect")
+    spec = torch.stft(padded.squeeze(1), n_fft, hop, n_fft,
+                      torch.hann_window(n_fft, dtype=torch.float64), center=False,
+                      return_complex=True)
+    assert spec.shape[-1] == n_frames
+    rec = InverseSTFT(n_fft, hop, padding="same").double()(spec.real, spec.imag)
+    assert rec.shape == (1, 1, n_frames * hop)
+    torch.testing.assert_close(rec[0, 0], y[0], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding,offset", [("same", 0.5), ("center", 0.0)])
+def test_inverse_stft_puts_a_frame_where_its_convention_says(padding, offset):
+    """A frame holding a centred impulse comes out at sample t * hop + offset * hop."""
+    n_fft, hop, n_frames, t = 64, 16, 10, 4
+    n_freqs = n_fft // 2 + 1
+    real = torch.zeros(1, n_freqs, n_frames, dtype=torch.float64)
+    # linear phase exp(-i pi k) moves the impulse to the middle of the frame (window peak)
+    real[0, :, t] = torch.cos(torch.pi * torch.arange(n_freqs, dtype=torch.float64))
+    imag = torch.zeros_like(real)
+    wav = InverseSTFT(n_fft, hop, padding).double()(real, imag)[0, 0]
+    energy = wav.pow(2)
+    centroid = float((energy * torch.arange(len(wav), dtype=torch.float64)).sum() / energy.sum())
+    assert centroid == pytest.approx(t * hop + offset * hop, abs=1e-6)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(64, 16), (40, 16)])
+def test_inverse_stft_fast_and_onnx_paths_agree(n_fft, hop, monkeypatch):
+    """irfft (PyTorch) and the inverse-DFT matmul (ONNX export) give the same samples."""
+    torch.manual_seed(0)
+    spec = torch.randn(2, n_fft // 2 + 1, 11, dtype=torch.complex64)
+    istft = InverseSTFT(n_fft, hop)
+    fast = istft(spec.real, spec.imag)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    matmul = istft(spec.real, spec.imag)
+    torch.testing.assert_close(fast, matmul, atol=1e-5, rtol=1e-5)

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 
 from nixdistill.cli import cli
 from nixdistill.config import ConfigError, load_config, resolve_config_path
-from nixdistill.export import decoder_from_run, export_student
+from nixdistill.export import export_student
 from nixdistill.student import load_student
 from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
 from nixdistill.teacher import build_teacher_model
 from nixdistill.text import build_frontend
-from nixdistill.training.checkpoint import load_checkpoint, save_checkpoint
+from nixdistill.runs import CheckpointError, decoder_from_run, load_checkpoint, save_checkpoint
 from nixdistill.training.distil_decoder import decoder_model_config
 
 
@@ -98,12 +98,13 @@ def test_distil_decoder_trains_both_kinds(tmp_path, tiny_teacher, tiny_ljspeech,
     assert decoder(z).shape == (1, 1, 5 * 16)
 
 
-def test_distil_decoder_with_encoder_writes_student(tmp_path, tiny_teacher, tiny_ljspeech,
-                                                     tiny_encoder_run):
-    """--encoder mixes in encoder latents and exports RUN/student.safetensors at the end."""
+def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_ljspeech,
+                                                 tiny_encoder_run):
+    """--encoder mixes in encoder latents; the runner exports nothing, export combines the runs."""
     out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, "tiny/decoder_istft",
                   "--max-steps", "1", "--latents", "prior", "--encoder", str(tiny_encoder_run))
-    student = load_student(out / "student.safetensors")
+    assert not (out / "student.safetensors").exists()
+    student = load_student(export_student(tiny_encoder_run, out, tmp_path / "s1.safetensors"))
     assert student.metadata["training_steps"] == {"encoder": 7, "decoder": 1}
     assert student.metadata["teacher"]["kind"] == "nixdistill"
     wav = student.synthesize("a test", noise_scale=0.0)
@@ -146,9 +147,7 @@ def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
 
 
 def test_export_refuses_swapped_runs(tmp_path, tiny_encoder_run):
-    from nixdistill.student import StudentFileError
-
-    with pytest.raises(StudentFileError, match="distil-decoder"):
+    with pytest.raises(CheckpointError, match="distil-decoder"):
         export_student(tiny_encoder_run, tiny_encoder_run, tmp_path / "s.safetensors")
 
 

@@ -14,11 +14,12 @@ from nixdistill.cli import cli
 from nixdistill.config import load_config
 from nixdistill.data import AudioTextDataset, TextOnlyDataset, collate, read_dataset
 from nixdistill.latents import (
-    LatentCache, LatentError, LatentSettings, choose_latent_source, teacher_latents,
+    LatentCache, LatentError, LatentSettings, choose_latent_source, open_latent_cache,
+    resolve_latent_settings, teacher_latents,
 )
 from nixdistill.teacher import build_teacher_model, load_teacher
 from nixdistill.text import build_frontend
-from nixdistill.training.checkpoint import load_checkpoint
+from nixdistill.runs import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +110,27 @@ def test_latent_cache_round_trip(tiny_teacher, tiny_ljspeech, tmp_path):
     for name in ("z", "y_lengths", "mel", "w_ceil", "wav"):
         got, want = getattr(again, name), getattr(first, name)
         torch.testing.assert_close(got, want[..., : got.shape[-1]])
-    other = LatentCache(tmp_path, {"teacher": "tiny", "source": "posterior"}, 16)
-    assert other.dir != cache.dir and other.load(batch.utt_ids, batch.x.shape[1]) is None
+    with pytest.raises(LatentError, match="another setting.*source"):
+        LatentCache(tmp_path, {"teacher": "tiny", "source": "posterior"}, 16)
+    other = LatentCache(tmp_path / "other", {"teacher": "tiny", "source": "posterior"}, 16)
+    assert other.load(batch.utt_ids, batch.x.shape[1]) is None
+
+
+def test_latent_settings_are_shared_and_a_mismatch_is_an_error(tiny_teacher, tmp_path):
+    shipped = LatentSettings()
+    cache = open_latent_cache(tmp_path, tiny_teacher, "prior", shipped)
+    assert LatentCache.stored_settings(tmp_path) == shipped
+    # the same settings reopen the same cache; any other setting is refused, naming the field
+    assert open_latent_cache(tmp_path, tiny_teacher, "prior", shipped).dir == cache.dir
+    with pytest.raises(LatentError, match="another setting"):
+        open_latent_cache(tmp_path, tiny_teacher, "prior", shipped._replace(noise_scale=0.5))
+    # a stage without its own settings inherits; two sources that disagree raise
+    assert resolve_latent_settings(None, {"cache": shipped, "encoder run": None}) == shipped
+    assert resolve_latent_settings(None, {}) == LatentSettings()
+    with pytest.raises(LatentError, match="noise_scale_w: 0.8 != 0.0"):
+        resolve_latent_settings(shipped, {"encoder run": shipped._replace(noise_scale_w=0.0)})
+    with pytest.raises(LatentError, match="unknown key"):
+        LatentSettings.from_dict({"noise": 0.1})
 
 
 def test_cli_posterior_trains_checkpoints_and_logs_eval(tiny_teacher_file, tiny_ljspeech, tmp_path):

@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from nixdistill.config import ConfigError, from_dict, load_config
-from nixdistill.students.encoder import EncoderTrainOutput, NixEncoder, NixEncoderConfig
-from nixdistill.students.layers import DepthwiseSeparableConv1d, DSConvStack, durations_to_path
+from nixdistill.students.encoder import (
+    EncoderTrainOutput, NixEncoder, NixEncoderConfig, round_durations,
+)
+from nixdistill.students.layers import (
+    DepthwiseSeparableConv1d, DSConvStack, durations_to_path, sequence_mask,
+)
 
 
 def tiny_config(**overrides) -> NixEncoderConfig:
@@ -154,6 +158,66 @@ def test_multi_speaker_conditioning():
     assert not torch.allclose(z0, z1)
     with pytest.raises(ValueError, match="sid"):
         encoder.infer(x, x_lengths)
+
+
+def test_round_durations_keeps_the_expected_length_unbiased():
+    """Synthetic case: continuous durations of Piper-like tokens (1-3 frames). Rounding the
+    running total gives round(sum); per-token ceil (VITS inference) adds ~0.5 frame a token."""
+    torch.manual_seed(0)
+    w = 1.0 + 2.0 * torch.rand(64, 1, 40)
+    mask = torch.ones_like(w)
+    mask[1::2, :, 30:] = 0  # ragged
+    w_int = round_durations(w, mask)
+    assert torch.equal(w_int, w_int.round()) and (w_int[mask == 0] == 0).all()
+    assert ((w_int - (w * mask).floor()) >= 0).all() and ((w_int - (w * mask).ceil()) <= 0).all()
+    total, exact = w_int.sum((1, 2)), (w * mask).sum((1, 2))
+    assert (total - exact).abs().max() <= 0.5
+    ceil_ratio = float(((w.ceil() * mask).sum() / exact.sum()))
+    assert ceil_ratio > 1.2  # the bias this removes
+    assert float(total.sum() / exact.sum()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_predicted_lengths_are_unbiased_when_the_predictor_is():
+    """Deterministic predictor trained with the frame-domain loss on a constant 2.4-frame target
+    (integers 2 and 3 drawn 60/40) speaks at the target's mean length."""
+    from nixdistill.losses_align import duration_loss
+
+    torch.manual_seed(0)
+    encoder = NixEncoder(tiny_config())
+    x, x_lengths = torch.ones(8, 20, dtype=torch.long), torch.full((8,), 20)
+    opt = torch.optim.Adam(encoder.dp.parameters(), lr=1e-2)
+    for _ in range(150):
+        target = 2.0 + (torch.rand(8, 1, 20) < 0.4).float()
+        _, h, x_mask = encoder.encode_text(x, x_lengths)
+        loss = duration_loss(encoder.dp(h.detach(), x_mask), target, x_mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    encoder.eval()
+    out = encoder.infer(x, x_lengths, noise_scale=0)
+    assert float(out.w_ceil.sum(1).float().mean()) == pytest.approx(2.4 * 20, rel=0.03)
+
+
+@pytest.mark.parametrize("dp", ["deterministic", "stochastic"])
+def test_forward_with_known_durations_trains_on_them(dp):
+    torch.manual_seed(0)
+    encoder = NixEncoder(tiny_config(duration_predictor=dp))
+    x, x_lengths, mel, _ = batch()
+    w = torch.randint(1, 3, x.shape) * sequence_mask(x_lengths, x.shape[1])
+    y_lengths = w.sum(1)
+    mel = mel[..., : int(y_lengths.max())] if mel.shape[2] >= int(y_lengths.max()) else \
+        torch.nn.functional.pad(mel, (0, int(y_lengths.max()) - mel.shape[2]))
+    out = encoder(x, x_lengths, mel, y_lengths, w_target=w)
+    assert torch.equal(out.w_target.squeeze(1).long(), w)
+    assert out.w_align.shape == out.w_target.shape
+    torch.testing.assert_close(out.w_align.sum((1, 2)), y_lengths.float())
+    # the latents follow the given durations: equal to inference with the same durations
+    encoder.eval()
+    out = encoder(x, x_lengths, mel, y_lengths, noise_scale=0.0, w_target=w)
+    ref = encoder.infer(x, x_lengths, noise_scale=0.0, w_ceil=w)
+    torch.testing.assert_close(out.z_s[..., : ref.z.shape[2]], ref.z)
+    with pytest.raises(ValueError, match="sum to y_lengths"):
+        encoder(x, x_lengths, mel, y_lengths - 1, w_target=w)
 
 
 def test_durations_to_path_expands_by_durations():

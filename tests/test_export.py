@@ -35,10 +35,13 @@ DECODERS = {
 }
 
 
-def make_student(tmp_path: Path, kind: str = "nix", seed: int = 0, **enc_kw):
-    """Random tiny encoder + decoder written as a student file; returns (path, enc, dec)."""
+def make_student(tmp_path: Path, kind: str = "nix", seed: int = 0, frontend=None, **enc_kw):
+    """Random tiny encoder + decoder written as a student file; returns (path, enc, dec).
+
+    ``frontend`` defaults to ``english_chars``; pass an espeak frontend for a Piper student.
+    """
     torch.manual_seed(seed)
-    frontend = build_frontend(TextConfig(frontend="english_chars"))
+    frontend = frontend or build_frontend(TextConfig(frontend="english_chars"))
     enc_cfg = NixEncoderConfig(
         n_vocab=frontend.n_vocab, inter_channels=INTER, hidden_channels=16, filter_channels=16,
         kernel_size=3, text_dilations=[1, 2], latent_dilations=[1, 2], dp_channels=8,

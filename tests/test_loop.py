@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from nixdistill.config import TrainConfig
-from nixdistill.training.checkpoint import (
+from nixdistill.runs import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     step_checkpoints,
 )
-from nixdistill.training.loop import Trainer, capture_rng_state, restore_rng_state
+from nixdistill.training.loop import Trainer
+from nixdistill.training.rng import capture_rng_state, restore_rng_state
 from nixdistill.training.toy import ToyStage
 
 N_ITEMS = 24  # 6 batches of 4 per epoch: runs below cross epoch boundaries

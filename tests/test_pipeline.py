@@ -1,7 +1,6 @@
 """`nixdistill pipeline` on tiny presets: every stage runs, re-runs skip, and the KSS layout works."""
 
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -9,6 +8,7 @@ from click.testing import CliRunner
 from nixdistill.cli import cli
 from nixdistill.config import ConfigError, load_config
 from nixdistill.pipeline import DONE_FILE, load_preset, run_pipeline
+from nixdistill.resources.fixtures import espeak_available
 
 
 def test_shipped_presets_parse():
@@ -66,7 +66,7 @@ def test_pipeline_without_data_is_a_clear_error(tmp_path):
     assert "--data" in str(result.exception) or "--data" in result.output
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs the espeak-ng binary")
+@pytest.mark.skipif(not espeak_available(), reason="needs the espeak-ng library (espeakng-loader)")
 def test_tiny_kss_pipeline(tmp_path):
     from nixdistill.resources.fixtures import make_kss_fixture
 

@@ -116,7 +116,7 @@ def test_corpus_covers_every_map_symbol_espeak_produces(english_phonemizer, joe_
     assert not missing, f"{DISTILL_CORPUS_EN} never produces these phoneme_id_map symbols: {missing}"
 
 
-needs_espeak = pytest.mark.skipif(not espeak_available(), reason="the espeak-ng binary is not installed")
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="the espeak-ng library (espeakng-loader) cannot be loaded")
 
 
 @needs_espeak

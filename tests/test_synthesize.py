@@ -77,3 +77,21 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, student_file, caps
     err = capsys.readouterr().err
     assert "Error" in err and "Traceback" not in err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_stdin_text_stream_and_raw_stdout(tmp_path, student_file):
+    """Text from stdin; --stream writes the same audio; --out - is raw 16-bit PCM."""
+    text = "First sentence here. And the second one."
+    runner = CliRunner()
+    plain, streamed = tmp_path / "plain.wav", tmp_path / "stream.wav"
+    for out, extra in ((plain, []), (streamed, ["--stream"])):
+        r = runner.invoke(cli, ["synthesize", "--model", str(student_file), "--out", str(out),
+                                "--noise-scale", "0", *extra], input=text)
+        assert r.exit_code == 0, r.output
+    a, b = sf.read(plain, dtype="int16")[0], sf.read(streamed, dtype="int16")[0]
+    assert len(a) == len(b) > 0 and np.abs(a.astype(int) - b).max() <= 1
+    r = runner.invoke(cli, ["synthesize", "--model", str(student_file), "--out", "-",
+                            "--noise-scale", "0", "--text", text])
+    assert r.exit_code == 0
+    pcm = np.frombuffer(r.stdout_bytes, dtype="<i2")
+    assert len(pcm) == len(a) and np.abs(pcm.astype(int) - a).max() <= 1

@@ -13,8 +13,8 @@ from nixdistill.cli import cli
 from nixdistill.config import load_config
 from nixdistill.teacher import build_vits_config, load_teacher
 from nixdistill.teachers.vits import VITS
-from nixdistill.training.checkpoint import load_checkpoint, save_checkpoint
-from nixdistill.training.teach import TeachError, run_teach, split_utterances
+from nixdistill.runs import load_checkpoint, save_checkpoint
+from nixdistill.training.teach import TeachError, run_teach
 
 CONFIG = "tiny/teacher"
 
@@ -97,13 +97,7 @@ def test_init_prior_only_teacher_trains_only_enc_q(tiny_ljspeech, tmp_path):
     assert load_teacher(tmp_path / "run").has_posterior
 
 
-def test_split_and_errors(tiny_ljspeech, tmp_path):
-    train, val = split_utterances(list(range(6)), 2)
-    assert (train, val) == ([0, 1, 2, 3], [4, 5])
-    assert split_utterances([7], 2) == ([7], [7])
-    assert split_utterances(list(range(8)), 100) == (list(range(4)), list(range(4, 8)))  # <= half
-    with pytest.raises(TeachError):
-        split_utterances([], 2)
+def test_run_errors(tiny_ljspeech, tmp_path):
     with pytest.raises(TeachError, match="--config"):
         run_teach(None, tiny_ljspeech, tmp_path / "none")
     result = CliRunner().invoke(cli, ["teach", "--config", CONFIG, "--data", str(tiny_ljspeech),

@@ -92,6 +92,41 @@ def test_given_durations_are_used_and_returned(tiny_cfg):
     assert torch.allclose(out.z, prior.z)
 
 
+def test_inference_gathers_the_prior_as_the_dense_path_would(tiny_cfg):
+    """``infer``/``prior_latents`` expand m_p/logs_p by an index gather; the result equals the
+    VITS path-matrix product (value for value) on a ragged batch, with a given and a predicted
+    w_ceil, and with ``max_frames`` cutting the longer item."""
+    m = make_model(tiny_cfg)
+    x, x_lengths, _, _ = batch(tiny_cfg)
+    _, m_p, logs_p, x_mask = m.enc_p(x, x_lengths)
+    w = torch.randint(1, 4, (2, N_TEXT))
+    w[1, x_lengths[1]:] = 0
+    runs = [m.infer(x, x_lengths, noise_scale=0, noise_scale_w=0),
+            m.infer(x, x_lengths, w_ceil=w, noise_scale=0),
+            m.infer(x, x_lengths, w_ceil=w, noise_scale=0, max_frames=int(w.sum(1).min()) + 2)]
+    for out in runs:
+        # the alignment VITS builds (commons.generate_path): frame t belongs to token j iff
+        # cumsum(w)[j-1] <= t < cumsum(w)[j], masked by x_mask and y_mask
+        end = torch.cumsum(out.w_ceil, -1).transpose(1, 2)  # [B, T_text, 1]
+        t = torch.arange(out.y_mask.size(2)).view(1, 1, -1)
+        path = ((t >= end - out.w_ceil.transpose(1, 2)) & (t < end)).float().transpose(1, 2)
+        attn = path.unsqueeze(1) * x_mask.unsqueeze(2) * out.y_mask.unsqueeze(-1)
+        assert torch.equal(out.attn, attn)
+        # [b, t_y, t_x] x [b, t_x, d] = [b, t_y, d] -> [b, d, t_y]
+        dense_m = torch.matmul(attn.squeeze(1), m_p.transpose(1, 2)).transpose(1, 2)
+        dense_logs = torch.matmul(attn.squeeze(1), logs_p.transpose(1, 2)).transpose(1, 2)
+        assert torch.allclose(out.m_p, dense_m, rtol=0, atol=1e-6)
+        assert torch.allclose(out.logs_p, dense_logs, rtol=0, atol=1e-6)
+        z = m.flow(dense_m, out.y_mask, reverse=True) * out.y_mask
+        assert torch.allclose(out.z, z, rtol=0, atol=1e-6)
+        # padded frames of the shorter item stay zero
+        n1 = int(out.y_mask[1].sum())
+        assert float(out.m_p[1, :, n1:].abs().sum()) == 0.0
+    assert runs[0].y_mask[0].sum() != runs[0].y_mask[1].sum()  # ragged in frames too
+    prior = m.prior_latents(x, x_lengths, w_ceil=w, noise_scale=0)
+    assert torch.equal(prior.m_p, runs[1].m_p) and torch.equal(prior.z, runs[1].z)
+
+
 def test_zero_noise_is_deterministic_and_seeded_noise_reproducible(tiny_cfg):
     m = make_model(tiny_cfg)
     x, x_lengths, y, y_lengths = batch(tiny_cfg)
@@ -178,7 +213,7 @@ def test_spline_flow_inverts():
     mask = torch.ones(2, 1, 11, dtype=torch.float64)
     y, logdet = flow(x, mask)
     assert not torch.allclose(y, x)
-    assert torch.allclose(flow(y, mask, reverse=True), x, atol=1e-8)
+    assert torch.allclose(flow(y, mask, reverse=True).x, x, atol=1e-8)
     # log|det J| against autograd: y1[t] depends on x1[t] only, so J is diagonal in x1
     xi = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(flow(xi, mask)[0][:, 1].sum(), xi)

@@ -132,8 +132,14 @@ def write_json(r: BenchmarkResult, path: str | Path) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text, encoding="utf-8")
+    _write_text(Path(path), text)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomically (a reader never sees half a file), creating the folder."""
+    from ..runs import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_report(r: BenchmarkResult, path: str | Path) -> Path:
@@ -144,7 +150,6 @@ def write_report(r: BenchmarkResult, path: str | Path) -> Path:
     from . import __doc__ as method
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta, machine, st = r.meta, r.meta["machine"], r.meta["settings"]
     lines = [
         "# nixdistill benchmark", "",
@@ -168,7 +173,7 @@ def write_report(r: BenchmarkResult, path: str | Path) -> Path:
         for name, p in r.plots.items():
             lines += [f"![{name}]({Path(os.path.relpath(p, path.parent)).as_posix()})", ""]
     lines += ["## Method", "", (method or "").split("Method:", 1)[-1].strip(), ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    _write_text(path, "\n".join(lines))
     return path
 
 

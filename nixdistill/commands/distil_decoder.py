@@ -22,7 +22,7 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
 @click.option("--latents", type=click.Choice(LATENT_CHOICES), default="auto", show_default=True,
               help="Teacher latent source: posterior q(z|audio) or prior from text.")
 @click.option("--encoder", "encoder_run", default=None, type=click.Path(exists=True),
-              help="A distil-encoder run: mix in its latents and write RUN/student.safetensors.")
+              help="A distil-encoder run whose latents are mixed in (then: nixdistill export).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this wall time.")
@@ -33,8 +33,6 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, k
             config_ref: str | None, latents: str, encoder_run: str | None, resume: bool,
             max_steps: int | None, max_minutes: float | None, cache_dir: str | None) -> None:
     """Distil the teacher's decoder into a small student decoder (Nix-TTS or iSTFT)."""
-    from pathlib import Path
-
     from ..training.distil_decoder import run_distil_decoder
 
     obj = ctx.obj or {}
@@ -46,5 +44,3 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, k
     )
     click.echo(f"distil-decoder stopped at step {result.step} ({result.reason}); "
                f"checkpoint {result.checkpoint}", err=True)
-    if encoder_run is not None:
-        click.echo(f"wrote {Path(out_dir) / 'student.safetensors'}", err=True)

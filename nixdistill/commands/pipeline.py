@@ -12,13 +12,10 @@ from rich.table import Table
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder; re-running into it skips finished stages and resumes the rest.")
 @click.option("--data", default=None, help="Dataset or text file; overrides the preset's.")
-@click.option("--resume", is_flag=True,
-              help="Accepted for clarity: interrupted stages always resume from their last "
-                   "checkpoint and finished stages are skipped.")
 @click.option("--max-steps", type=int, default=None,
               help="Cap every training stage at N steps (smoke runs).")
 @click.pass_context
-def command(ctx: click.Context, preset: str, out_dir: str, data: str | None, resume: bool,
+def command(ctx: click.Context, preset: str, out_dir: str, data: str | None,
             max_steps: int | None) -> None:
     """Run teacher -> distil-encoder -> distil-decoder -> export -> benchmark from a preset.
 

@@ -4,6 +4,7 @@ Every item is checked before any training run sees it; bad items are skipped and
 the reason:
 
 * ``unreadable audio``: missing, corrupt or undecodable file (the whole file is decoded);
+* ``non-finite audio``: NaN or infinite samples (float wav/flac files can hold them);
 * ``empty text``: nothing left after stripping;
 * ``unknown symbol``: a character the text frontend cannot encode (``text.unknown="error"``);
 * ``too short`` / ``too long``: outside ``data.min_seconds`` .. ``data.max_seconds``;
@@ -117,12 +118,15 @@ def _check_item(u: Utterance, frontend, cfg: ExperimentConfig,
         try:
             info = audio_info(u.wav_path)
             with sf.SoundFile(u.wav_path) as f:  # decode everything: catches truncated data
-                n_read = len(f.read(dtype="float32", always_2d=True))
+                samples = f.read(dtype="float32", always_2d=True)
         except (AudioError, sf.LibsndfileError, RuntimeError, OSError) as e:
             return skip("unreadable audio", str(e))
         rates[info.sample_rate] += 1
-        if n_read == 0:
+        if len(samples) == 0:
             return skip("unreadable audio", f"{u.wav_path} has no samples")
+        n_bad = samples.size - int(np.count_nonzero(np.isfinite(samples)))
+        if n_bad:
+            return skip("non-finite audio", f"{u.wav_path} has {n_bad} NaN/inf samples")
         duration_s = info.duration_s
         if duration_s < cfg.data.min_seconds:
             return skip("too short", f"{duration_s:.2f} s < data.min_seconds {cfg.data.min_seconds} s")

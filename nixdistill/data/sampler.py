@@ -97,7 +97,7 @@ class BucketSampler(torch.utils.data.Sampler[list[int]]):
 
 def make_loader(dataset, batch_size: int, seed: int = 0, shuffle: bool = True,
                 num_workers: int = 0, ddp: bool = False, n_buckets: int = DEFAULT_BUCKETS,
-                drop_last: bool = False) -> torch.utils.data.DataLoader:
+                drop_last: bool = False, collate_fn=collate) -> torch.utils.data.DataLoader:
     """DataLoader with a :class:`BucketSampler` over ``dataset.lengths`` and :func:`collate`.
 
     Args:
@@ -106,6 +106,7 @@ def make_loader(dataset, batch_size: int, seed: int = 0, shuffle: bool = True,
         seed: sampler seed. shuffle: shuffle per epoch.
         num_workers: loader workers (kept alive across epochs so the text-id cache persists).
         ddp: shard batches by ``torch.distributed`` world size and rank.
+        collate_fn: turns a list of items into a batch (default :func:`collate`).
     Returns:
         DataLoader yielding :class:`~nixdistill.data.dataset.Batch`; its ``batch_sampler`` is
         the :class:`BucketSampler` (call ``set_epoch``, set ``start_batch`` to resume).
@@ -116,6 +117,6 @@ def make_loader(dataset, batch_size: int, seed: int = 0, shuffle: bool = True,
     sampler = BucketSampler(dataset.lengths, batch_size, n_buckets=n_buckets, shuffle=shuffle,
                             seed=seed, num_replicas=num_replicas, rank=rank, drop_last=drop_last)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
         persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
     )

@@ -1,6 +1,7 @@
 """Small speech datasets in real on-disk layouts, spoken by espeak-ng, for tests and smoke runs.
 
-The audio is synthetic (the Debian ``espeak-ng`` binary) and the text comes from the sentences
+The audio is synthetic (the espeak-ng library that the ``espeakng-loader`` wheel ships, driven
+through its C API with ctypes; no system package) and the text comes from the sentences
 shipped in :mod:`nixdistill.resources`, so building a fixture needs no download.
 
 Layouts
@@ -22,11 +23,11 @@ four numbered folders, each numbered from ``0000``, as in the real corpus.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import re
-import shutil
-import subprocess
-import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,6 @@ __all__ = [
     "make_kss_fixture",
 ]
 
-ESPEAK_EXE = "espeak-ng"
 KSS_SAMPLE_RATE = 44100  # Hz, the rate of the real KSS recordings
 KSS_TRANSCRIPT = "transcript.v.1.4.txt"
 KSS_WAV_DIR = "kss"
@@ -60,13 +60,41 @@ FIXTURE_MAX_WORDS = 12  # keep fixture clips short (a few seconds each)
 _DIGIT = re.compile(r"\d")
 
 
+# espeak-ng C API constants (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                   ctypes.c_void_p)
+_ESPEAK_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _espeak_library() -> tuple[ctypes.CDLL, int] | None:
+    """The espeak-ng library that the ``espeakng-loader`` wheel ships, initialised for
+    synchronous synthesis, and its output rate in Hz; None when it cannot be loaded."""
+    try:
+        import espeakng_loader
+
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data = espeakng_loader.get_data_path()
+    except (ImportError, OSError, RuntimeError):
+        return None
+    lib.espeak_Initialize.restype = ctypes.c_int
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(),
+                                 _INITIALIZE_DONT_EXIT)
+    return (lib, rate) if rate > 0 else None
+
+
 def espeak_available() -> bool:
-    """Whether the ``espeak-ng`` binary is on ``PATH``."""
-    return shutil.which(ESPEAK_EXE) is not None
+    """Whether espeak-ng can speak: the library of the ``espeakng-loader`` wheel (a dependency)
+    loads. No system ``espeak-ng`` binary is needed."""
+    return _espeak_library() is not None
 
 
 def speak(text: str, voice: str, sample_rate: int) -> np.ndarray:
-    """Speak ``text`` with the espeak-ng binary.
+    """Speak ``text`` with the espeak-ng library shipped by ``espeakng-loader``.
 
     Args:
         text: the sentence, UTF-8.
@@ -75,23 +103,30 @@ def speak(text: str, voice: str, sample_rate: int) -> np.ndarray:
     Returns:
         Mono float32 audio in [-1, 1], [T_samples].
     Raises:
-        RuntimeError: the ``espeak-ng`` binary is missing or fails.
+        RuntimeError: the library cannot be loaded, the voice is unknown or synthesis fails.
     """
-    exe = shutil.which(ESPEAK_EXE)
-    if exe is None:
-        raise RuntimeError(
-            f"the {ESPEAK_EXE!r} binary is not on PATH; install it (Debian/Ubuntu: apt-get install espeak-ng)"
-        )
-    with tempfile.TemporaryDirectory(prefix="nixdistill-espeak-") as tmp:
-        wav_path = Path(tmp) / "speech.wav"
-        # -b 1: the input is UTF-8; the text goes through stdin so it is never read as an option.
-        cmd = [exe, "-v", voice, "-b", "1", "-w", str(wav_path), "--stdin"]
-        result = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
-        if result.returncode != 0 or not wav_path.is_file():
-            stderr = result.stderr.decode("utf-8", errors="replace").strip()
-            raise RuntimeError(f"{ESPEAK_EXE} -v {voice} failed (exit {result.returncode}): {stderr}")
-        audio, espeak_rate = sf.read(wav_path, dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
+    loaded = _espeak_library()
+    if loaded is None:
+        raise RuntimeError("the espeak-ng library of the espeakng-loader package cannot be loaded")
+    lib, espeak_rate = loaded
+    pieces: list[np.ndarray] = []
+
+    def collect(wav, n_samples, _events):
+        if n_samples > 0:
+            pieces.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
+        return 0
+
+    callback = _SYNTH_CALLBACK(collect)
+    data = text.encode("utf-8") + b"\0"
+    with _ESPEAK_LOCK:
+        lib.espeak_SetSynthCallback(callback)
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {voice!r}")
+        status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        lib.espeak_Synchronize()
+    if status != 0 or not pieces:
+        raise RuntimeError(f"espeak-ng -v {voice} failed (status {status}) on {text!r}")
+    audio = np.concatenate(pieces).astype(np.float32) / 32768.0
     if espeak_rate != sample_rate:
         audio = soxr.resample(audio, espeak_rate, sample_rate, quality="HQ").astype(np.float32)
     return np.clip(audio, -1.0, 1.0)

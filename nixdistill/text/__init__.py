@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import TextConfig
 from .base import BLANK_ID, PAD, TextError, TextFrontend, intersperse
 from .english import EnglishCharsFrontend, english_cleaners, expand_numbers, number_to_words
 from .espeak import EspeakFrontend
 from .korean import KoreanJamoFrontend
+
+if TYPE_CHECKING:  # nixdistill.config imports torch; the onnxruntime voice must not
+    from ..config import TextConfig
 
 __all__ = [
     "BLANK_ID", "PAD", "TextError", "TextFrontend", "intersperse", "build_frontend",

@@ -10,8 +10,8 @@ decoder sees inference-like ``z`` (fixes bug 9 of the unofficial port, DESIGN.md
 
 Losses (names are the keys of ``train.loss_weights``; a weight of 0 skips the term):
 
-* ``adv``  LSGAN generator loss vs :class:`~nixdistill.discriminators.CombinedDiscriminator`
-  (MPD + MSD), plus an optional multi-resolution STFT discriminator;
+* ``adv``  LSGAN generator loss vs :class:`~nixdistill.training.gan.Discriminators`
+  (MPD + MSD, plus an optional multi-resolution STFT discriminator);
 * ``fm``   feature matching;
 * ``mel``  log-mel L1 vs the target (real audio when present, else the teacher's output);
 * ``stft`` MR-STFT (spectral convergence + log magnitude) vs the target;
@@ -19,11 +19,7 @@ Losses (names are the keys of ``train.loss_weights``; a weight of 0 skips the te
 
 Defaults follow the unofficial Nix-TTS port: adv 1, fm 2, mel 20, stft 1, teacher_stft 1.
 
-``train.extra`` keys: ``stft_resolutions`` (``[[n_fft, hop, win], ...]`` in samples; default:
-(1024,128,1024), (2048,256,2048), (512,64,512) scaled to the sample rate), ``discriminator``
-(``periods``, ``n_scales``, ``channel_scale``, ``mrstft``), ``eval_items`` (held-out utterances
-for ``val/mel_l1``), ``encoder_latent_ratio`` (share of batches on encoder latents),
-``encoder_noise_scale`` (noise of the encoder's latent sample).
+``train.extra`` keys: see :class:`DecoderOptions`.
 """
 
 from __future__ import annotations
@@ -36,75 +32,56 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..audio import audio_kwargs, mel_spectrogram
-from ..config import train_overrides, ConfigError, ExperimentConfig, from_dict, load_config
-from ..discriminators import CombinedDiscriminator, MultiResolutionSTFTDiscriminator
-from ..errors import NixdistillError
-from ..latents import LatentCache, LatentSettings, open_latent_cache, teacher_description
-from ..losses import (
-    STFTResolution,
-    discriminator_loss,
-    feature_loss,
-    generator_loss,
-    mel_l1,
-    mr_stft_loss,
-    scaled_resolutions,
-)
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+from ..data import collate
+from ..latents import LatentCache, teacher_latents
+from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
+from ..runs import encoder_from_run
+from .distil import DistilOptions, prepare_distillation
+from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
+from .logging import plot_spectrogram
+from .loop import Trainer, TrainResult
+from .stage import Stage, fit_length, log_mel, speaker_ids
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
-    "DiscriminatorSettings",
+    "DecoderOptions",
     "DistilDecoderStage",
     "decoder_model_config",
     "run_distil_decoder",
 ]
 
-STAGE_NAME = "distil_decoder"
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "adv": 1.0, "fm": 2.0, "mel": 20.0, "stft": 1.0, "teacher_stft": 1.0,
 }
-DEFAULT_EVAL_ITEMS = 4
-DEFAULT_ENCODER_LATENT_RATIO = 0.5
-DEFAULT_ENCODER_NOISE_SCALE = 1.0
 
 
 @dataclass
-class DiscriminatorSettings:
-    """``train.extra.discriminator``.
+class DecoderOptions(DistilOptions):
+    """``train.extra`` of the ``distil-decoder`` stage (besides :class:`DistilOptions`).
 
     Attributes:
-        periods: MPD periods in samples (HiFi-GAN: 2, 3, 5, 7, 11).
-        n_scales: MSD scale discriminators (VITS: 1; HiFi-GAN: 3).
-        channel_scale: width multiplier of every sub-discriminator.
-        mrstft: add a multi-resolution STFT discriminator at the loss resolutions.
+        eval_items: held-out utterances for ``val/mel_l1``.
+        stft_resolutions: ``[[n_fft, hop, win], ...]`` in samples of the MR-STFT loss and
+            discriminator; ``None``: (1024,128,1024), (2048,256,2048), (512,64,512) scaled to the
+            sample rate.
+        discriminator: :class:`DiscriminatorSettings`.
+        encoder_latent_ratio: share of batches on the student encoder's latents (``--encoder``).
+        encoder_noise_scale: noise of the encoder's latent sample.
     """
 
-    periods: list[int] = dataclasses.field(default_factory=lambda: [2, 3, 5, 7, 11])
-    n_scales: int = 1
-    channel_scale: float = 1.0
-    mrstft: bool = False
+    eval_items: int = 4
+    stft_resolutions: list[list[int]] | None = None
+    discriminator: DiscriminatorSettings = dataclasses.field(default_factory=DiscriminatorSettings)
+    encoder_latent_ratio: float = 0.5
+    encoder_noise_scale: float = 1.0
 
-
-class Discriminators(nn.Module):
-    """CombinedDiscriminator (MPD + MSD) and an optional MR-STFT discriminator, outputs joined.
-
-    Forward: ``y, y_hat [B, 1, T_samples] -> DiscriminatorOutput`` over all sub-discriminators.
-    """
-
-    def __init__(self, settings: DiscriminatorSettings, resolutions: list[STFTResolution]):
-        super().__init__()
-        self.combined = CombinedDiscriminator(settings.periods, settings.n_scales,
-                                              settings.channel_scale)
-        self.mrstft = (MultiResolutionSTFTDiscriminator(resolutions, settings.channel_scale)
-                       if settings.mrstft else None)
-
-    def forward(self, y: torch.Tensor, y_hat: torch.Tensor):
-        out = self.combined(y, y_hat)
-        if self.mrstft is not None:
-            extra = self.mrstft(y, y_hat)
-            for mine, theirs in zip(out, extra):
-                mine.extend(theirs)
-        return out
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.discriminator = DiscriminatorSettings.parse(self.discriminator)
+        if not 0.0 <= self.encoder_latent_ratio <= 1.0:
+            raise ConfigError("train.extra.encoder_latent_ratio must be in [0, 1]")
 
 
 def decoder_model_config(model: dict[str, Any], teacher_inter: int, where: str) -> tuple[str, Any]:
@@ -146,7 +123,7 @@ def _slice_frames(x: torch.Tensor, starts: list[int], frames: int) -> torch.Tens
     return torch.stack([x[i, :, s:s + frames] for i, s in enumerate(starts)])
 
 
-class DistilDecoderStage:
+class DistilDecoderStage(Stage):
     """Training-loop stage for decoder distillation (see the module docstring).
 
     Args:
@@ -158,18 +135,20 @@ class DistilDecoderStage:
         encoder: trained student encoder (frozen) for inference-like latents, or None.
         cache: optional :class:`nixdistill.latents.LatentCache` of teacher latents (shared with
             ``distil-encoder`` when both use the same cache folder).
+        options: parsed ``train.extra`` (default: parsed from ``cfg.train``).
     """
 
-    name = STAGE_NAME
+    name = "distil_decoder"
+    Options = DecoderOptions
+    DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 
     def __init__(self, teacher, cfg: ExperimentConfig, kind: str, decoder_cfg, train_set,
                  eval_set, source: str, encoder: nn.Module | None = None,
-                 cache: "LatentCache | None" = None) -> None:
+                 cache: LatentCache | None = None, options: DecoderOptions | None = None) -> None:
         from ..students.decoder import build_decoder
 
+        super().__init__(cfg.train, options, cfg.source)
         self.teacher = teacher
-        self.cfg = cfg
-        self.train_cfg = cfg.train
         self.audio = cfg.audio
         self.kind = kind
         self.decoder_cfg = decoder_cfg
@@ -178,25 +157,18 @@ class DistilDecoderStage:
         self.source = source
         self.encoder = encoder
         self.cache = cache
-        extra = dict(cfg.train.extra)
+        self.latent_settings = self.options.latent_settings()
         self.segment_frames = cfg.train.segment_size // cfg.audio.hop_length
-        res = extra.get("stft_resolutions")
+        res = self.options.stft_resolutions
         self.resolutions = ([STFTResolution(*r) for r in res] if res is not None
                             else scaled_resolutions(cfg.audio.sample_rate))
-        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **cfg.train.loss_weights}
-        unknown = sorted(set(self.loss_weights) - set(DEFAULT_LOSS_WEIGHTS))
-        if unknown:
-            raise ConfigError(f"train.loss_weights: unknown term(s) {unknown} for distil-decoder; "
-                              f"known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
         self.use_disc = self.loss_weights["adv"] > 0 or self.loss_weights["fm"] > 0
-        settings = from_dict(DiscriminatorSettings, extra.get("discriminator", {}),
-                             "train.extra.discriminator")
-        self.eval_items = int(extra.get("eval_items", DEFAULT_EVAL_ITEMS))
-        self.encoder_ratio = float(extra.get("encoder_latent_ratio", DEFAULT_ENCODER_LATENT_RATIO))
-        self.encoder_noise = float(extra.get("encoder_noise_scale", DEFAULT_ENCODER_NOISE_SCALE))
+        self.eval_items = self.options.eval_items
+        self.encoder_ratio = self.options.encoder_latent_ratio
+        self.encoder_noise = self.options.encoder_noise_scale
         self.decoder = build_decoder(kind, decoder_cfg, cfg.audio.hop_length)
-        self.discriminator = Discriminators(settings, self.resolutions) if self.use_disc else None
-        self._optimizers: dict[str, torch.optim.Optimizer] | None = None
+        self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
+                              if self.use_disc else None)
         self._eval_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # -- loop interface --------------------------------------------------------------------
@@ -206,24 +178,14 @@ class DistilDecoderStage:
             mods["discriminator"] = self.discriminator
         return mods
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        from .loop import make_adamw
-
-        if self._optimizers is None:
-            self._optimizers = {"generator": make_adamw(self.decoder.parameters(), self.train_cfg)}
-            if self.discriminator is not None:
-                self._optimizers["discriminator"] = make_adamw(
-                    self.discriminator.parameters(), self.train_cfg)
-        return self._optimizers
-
-    def loader(self):
-        from ..data import make_loader
-
-        return make_loader(self.train_set, self.train_cfg.batch_size, seed=self.train_cfg.seed,
-                           shuffle=True, num_workers=self.train_cfg.num_workers, ddp=True)
+    def optimized(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"generator": self.decoder.parameters()}
+        if self.discriminator is not None:
+            opts["discriminator"] = self.discriminator.parameters()
+        return opts
 
     def _mel(self, wav: torch.Tensor) -> torch.Tensor:
-        return mel_spectrogram(wav.float(), **audio_kwargs(self.audio))
+        return log_mel(wav, self.audio)
 
     @torch.no_grad()
     def _encoder_latents(self, batch, lat) -> torch.Tensor:
@@ -236,21 +198,17 @@ class DistilDecoderStage:
         else:
             z = enc.infer(batch.x, batch.x_lengths, batch.sid, noise_scale=self.encoder_noise,
                           w_ceil=lat.w_ceil).z
-        if z.shape[-1] < lat.z.shape[-1]:
-            z = nn.functional.pad(z, (0, lat.z.shape[-1] - z.shape[-1]))
-        return z[..., :lat.z.shape[-1]]
+        return fit_length(z, lat.z.shape[-1])
 
     def _sid(self, batch) -> torch.Tensor | None:
-        return batch.sid if getattr(self.teacher, "n_speakers", 0) > 1 else None
+        return speaker_ids(batch, self.teacher.n_speakers)
 
     def training_step(self, batch, ctx) -> dict[str, Any]:
-        from ..latents import teacher_latents
-
         w = self.loss_weights
         hop = self.audio.hop_length
         frames = self.segment_frames
         with torch.no_grad():
-            lat = teacher_latents(self.teacher, batch, self.source, None, LatentSettings(),
+            lat = teacher_latents(self.teacher, batch, self.source, None, self.latent_settings,
                                   self.cache)
             use_encoder = (self.encoder is not None
                            and float(torch.rand(())) < self.encoder_ratio)
@@ -269,27 +227,18 @@ class DistilDecoderStage:
                 target = wav_slice if (self.source == "posterior" and wav_slice is not None) \
                     else wav_teacher
         decoder = ctx.model("decoder")
-        disc = ctx.model("discriminator") if self.discriminator is not None else None
         with ctx.autocast():
             y_hat = decoder(z_seg)
         y_hat = y_hat.float()
         logs: dict[str, Any] = {"encoder_latents": float(use_encoder)}
 
         if self.discriminator is not None:
-            with ctx.autocast():
-                d_out = disc(target, y_hat.detach())
-            d_loss = discriminator_loss(d_out.y_d_rs, d_out.y_d_gs)
-            ctx.optimize("discriminator", d_loss.total)
-            logs["disc"] = d_loss.total.detach()
+            logs["disc"] = discriminator_step(ctx, "discriminator", target, y_hat)
 
         terms: dict[str, torch.Tensor] = {}
         if self.discriminator is not None:
-            with ctx.autocast():
-                g_out = disc(target, y_hat)
-            if w["adv"] > 0:
-                terms["adv"] = generator_loss(g_out.y_d_gs).total
-            if w["fm"] > 0:
-                terms["fm"] = feature_loss(g_out.fmap_rs, g_out.fmap_gs)
+            terms.update(adversarial_terms(ctx, "discriminator", target, y_hat,
+                                           adv=w["adv"] > 0, fm=w["fm"] > 0))
         if w["mel"] > 0:
             terms["mel"] = mel_l1(self._mel(y_hat), self._mel(target))
         if w["stft"] > 0:
@@ -308,9 +257,6 @@ class DistilDecoderStage:
     @torch.no_grad()
     def _held_out(self, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Fixed held-out (z [1, inter, T_frames], teacher wav [1, 1, T_samples]) pairs."""
-        from ..data import collate
-        from ..latents import teacher_latents
-
         if self._eval_cache is None:
             gen = torch.Generator().manual_seed(self.train_cfg.seed)
             cache = []
@@ -325,8 +271,6 @@ class DistilDecoderStage:
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
-        from .logging import plot_spectrogram
-
         held = self._held_out(ctx.device)
         if not held:
             return {}
@@ -345,29 +289,14 @@ class DistilDecoderStage:
         self.decoder.train(was_training)
         return {"mel_l1": sum(losses) / len(losses)}
 
-    def finalize(self, run_dir: Path) -> None:
-        """Nothing extra: the checkpoint holds the decoder (export happens in the runner)."""
 
-
-def _datasets(utterances, teacher, has_audio: bool, eval_size: int):
-    from ..data import AudioTextDataset, TextOnlyDataset
-
-    if len(utterances) < 2:
-        raise NixdistillError(f"distil-decoder needs at least 2 utterances, got {len(utterances)}")
-    eval_size = max(1, min(eval_size, len(utterances) // 2))
-    train_u, eval_u = utterances[:-eval_size], utterances[-eval_size:]
-    if has_audio:
-        return (AudioTextDataset(train_u, teacher.frontend, teacher.audio),
-                AudioTextDataset(eval_u, teacher.frontend, teacher.audio))
-    return TextOnlyDataset(train_u, teacher.frontend), TextOnlyDataset(eval_u, teacher.frontend)
-
-
+# -------------------------------------------------------------------------------- runner
 def run_distil_decoder(
     teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
     latents: str = "auto", encoder_run: str | Path | None = None, device: str = "cpu",
     resume: bool = False, max_steps: int | None = None, max_minutes: float | None = None,
     seed: int | None = None, cache_dir: str | Path | None = None,
-):
+) -> TrainResult:
     """Train a student decoder (``nixdistill distil-decoder``).
 
     Args:
@@ -377,8 +306,8 @@ def run_distil_decoder(
             ``students/decoder_istft``, ``tiny/decoder_nix`` ...).
         out_dir: run folder (config, checkpoints, tensorboard).
         latents: ``"auto"``, ``"posterior"`` or ``"prior"``.
-        encoder_run: a ``distil-encoder`` run; mixes in its latents and, at the end, writes
-            ``out_dir/student.safetensors``.
+        encoder_run: a ``distil-encoder`` run whose latents are mixed in
+            (``train.extra.encoder_latent_ratio``).
         device: torch device. resume: continue from ``out_dir``'s last checkpoint.
         max_steps / max_minutes: override ``train.max_steps`` / ``train.max_minutes``.
         seed: override ``train.seed``.
@@ -389,56 +318,18 @@ def run_distil_decoder(
     Raises:
         ConfigError, NixdistillError: bad config, data or teacher.
     """
-    from ..data import read_dataset
-    from ..latents import choose_latent_source
-    from ..teacher import load_teacher
-    from .loop import Trainer
-
-    teacher = load_teacher(teacher_ref, device=device)
-    train_over = train_overrides(max_steps, max_minutes, seed)
-    overrides = {"audio": dataclasses.asdict(teacher.audio), "text": dataclasses.asdict(teacher.text),
-                 "train": train_over}
-    cfg = load_config(config_ref, overrides)
-    kind, dec_cfg = decoder_model_config(cfg.model, _teacher_inter(teacher), cfg.source)
-    cfg.model = {"kind": kind, **dataclasses.asdict(dec_cfg)}
-    torch.manual_seed(cfg.train.seed)
-
-    utterances = read_dataset(data_ref)
-    has_audio = all(u.wav_path is not None for u in utterances)
-    source = choose_latent_source(teacher, has_audio, latents)
-    train_set, eval_set = _datasets(utterances, teacher, has_audio and source == "posterior",
-                                    cfg.data.val_size)
+    run = prepare_distillation(
+        DistilDecoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
+        max_steps, max_minutes, seed, cache_dir=cache_dir)
+    cfg = run.cfg
+    kind, dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels,
+                                         cfg.source)
+    cfg = dataclasses.replace(cfg, model={"kind": kind, **dataclasses.asdict(dec_cfg)})
     encoder = None
     if encoder_run is not None:
-        from ..export import encoder_from_run
-
-        encoder, _, _ = encoder_from_run(encoder_run, with_aligner=source == "posterior")
+        encoder, _, _ = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
         encoder.requires_grad_(False).to(device)
-    cache = (None if cache_dir is None else
-             open_latent_cache(cache_dir, teacher, source, LatentSettings()))
-    stage = DistilDecoderStage(teacher, cfg, kind, dec_cfg, train_set, eval_set, source, encoder,
-                               cache)
-    meta = {
-        "stage": STAGE_NAME,
-        "teacher": teacher_description(teacher),
-        "text_frontend": teacher.frontend.to_dict(),
-        "audio": dataclasses.asdict(teacher.audio),
-        "latent_source": source,
-        "encoder_run": None if encoder_run is None else str(encoder_run),
-    }
-    result = Trainer(stage, Path(out_dir), cfg.train, device, resume, cfg.to_dict(), meta).fit()
-    if encoder_run is not None:
-        from ..export import export_student
-
-        export_student(encoder_run, out_dir, Path(out_dir) / "student.safetensors")
-    return result
-
-
-def _teacher_inter(teacher) -> int:
-    mc = teacher.model_config
-    inter = getattr(mc, "inter_channels", None)
-    if inter is None and isinstance(mc, dict):
-        inter = mc.get("inter_channels")
-    if inter is None:
-        raise ConfigError("the teacher's model config has no inter_channels")
-    return int(inter)
+    stage = DistilDecoderStage(run.teacher, cfg, kind, dec_cfg, run.train_set, run.eval_set,
+                               run.source, encoder, run.cache, run.options)
+    meta = {**run.meta, "encoder_run": None if encoder_run is None else str(encoder_run)}
+    return Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()

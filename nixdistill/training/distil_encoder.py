@@ -27,13 +27,12 @@ student encoder runs with the *same* durations, the teacher's decoder turns its 
 and ``mel_l1`` is the mean log-mel L1 between the two (aligned by construction). Audio, the
 alignment and latent statistics go to TensorBoard.
 
-``train.extra`` keys: see :class:`EncoderStageSettings`.
+``train.extra`` keys: see :class:`EncoderOptions`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,76 +40,54 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..audio import audio_kwargs, mel_spectrogram
-from ..config import train_overrides, ConfigError, ExperimentConfig, from_dict, load_config
-from ..errors import NixdistillError
-from ..latents import (
-    LatentCache, LatentSettings, choose_latent_source, open_latent_cache, teacher_description,
-    teacher_latents,
-)
+from ..config import ExperimentConfig, from_dict
+from ..errors import ConfigError
+from ..data import collate
+from ..latents import LatentCache, teacher_latents
 from ..losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
     gaussian_kl_loss, gaussian_nll_loss,
 )
+from .distil import DistilOptions, prepare_distillation
+from .logging import plot_alignment, plot_spectrogram
+from .loop import Trainer, TrainResult
+from .stage import Stage, fit_length, log_mel, speaker_ids
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
-    "EncoderStageSettings",
+    "EncoderOptions",
     "DistilEncoderStage",
     "encoder_model_config",
     "run_distil_encoder",
 ]
 
-STAGE_NAME = "distil_encoder"
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"kl": 1.0, "forward_sum": 1.0, "bin": 1.0, "duration": 1.0}
 KL_MODES = ("auto", "nll")
 
 
 @dataclass
-class EncoderStageSettings:
-    """``train.extra`` of the ``distil-encoder`` stage.
+class EncoderOptions(DistilOptions):
+    """``train.extra`` of the ``distil-encoder`` stage (besides :class:`DistilOptions`).
 
     Attributes:
         bin_start_step: first step of the binarization loss.
         bin_ramp_steps: steps of its linear ramp to full weight.
         kl_mode: ``"auto"`` (closed-form KL against the teacher posterior when available, else
             Gaussian NLL of the teacher ``z``) or ``"nll"`` (always the NLL).
-        eval_items: held-out utterances used by ``evaluate``.
-        teacher_noise_scale / teacher_length_scale / teacher_noise_scale_w: teacher sampling for
-            prior latents and for the evaluation references.
-        posterior_noise_scale: std multiplier of the posterior sample.
         eval_noise_scale: student ``z`` noise at evaluation.
-        cache_dir: latent cache folder (relative paths are inside the run folder); used only
-            when latent caching is switched on.
     """
 
     bin_start_step: int = 0
     bin_ramp_steps: int = 1000
     kl_mode: str = "auto"
-    eval_items: int = 2
-    teacher_noise_scale: float = 0.667
-    teacher_length_scale: float = 1.0
-    teacher_noise_scale_w: float = 0.8
-    posterior_noise_scale: float = 1.0
     eval_noise_scale: float = 0.667
-    cache_dir: str = "latent_cache"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kl_mode not in KL_MODES:
             raise ConfigError(f"train.extra.kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
         if self.bin_start_step < 0 or self.bin_ramp_steps < 0:
             raise ConfigError("train.extra.bin_start_step and bin_ramp_steps must be >= 0")
-
-    def latent_settings(self) -> LatentSettings:
-        return LatentSettings(self.teacher_noise_scale, self.teacher_length_scale,
-                              self.teacher_noise_scale_w, self.posterior_noise_scale)
-
-
-def _teacher_inter(teacher) -> int:
-    inter = getattr(teacher.model_config, "inter_channels", None)
-    if inter is None:
-        raise ConfigError("the teacher's model config has no inter_channels")
-    return int(inter)
 
 
 def encoder_model_config(model: dict[str, Any], teacher, where: str):
@@ -129,7 +106,7 @@ def encoder_model_config(model: dict[str, Any], teacher, where: str):
     derived = {
         "n_vocab": int(teacher.frontend.n_vocab),
         "n_mels": int(teacher.audio.n_mels),
-        "inter_channels": _teacher_inter(teacher),
+        "inter_channels": int(teacher.model_config.inter_channels),
         "n_speakers": int(teacher.n_speakers),
     }
     for key, value in derived.items():
@@ -140,17 +117,11 @@ def encoder_model_config(model: dict[str, Any], teacher, where: str):
         raise ConfigError(f"{where}: model.n_vocab ({fields['n_vocab']}) is smaller than the "
                           f"teacher frontend's {derived['n_vocab']} symbols")
     if derived["n_speakers"] > 1 and not fields.get("gin_channels"):
-        fields["gin_channels"] = int(getattr(teacher.model_config, "gin_channels", 0) or 0)
+        fields["gin_channels"] = int(teacher.model_config.gin_channels or 0)
     return from_dict(NixEncoderConfig, fields, f"{where}:model")
 
 
-def _crop(t: torch.Tensor, frames: int) -> torch.Tensor:
-    if t.shape[-1] >= frames:
-        return t[..., :frames]
-    return nn.functional.pad(t, (0, frames - t.shape[-1]))
-
-
-class DistilEncoderStage:
+class DistilEncoderStage(Stage):
     """Training-loop stage for encoder distillation (see the module docstring).
 
     Args:
@@ -162,56 +133,42 @@ class DistilEncoderStage:
             ``TextOnlyDataset`` or ``AudioTextDataset``).
         source: ``"posterior"`` or ``"prior"``.
         cache: optional :class:`LatentCache`.
+        options: parsed ``train.extra`` (default: parsed from ``cfg.train``).
     """
 
-    name = STAGE_NAME
+    name = "distil_encoder"
+    Options = EncoderOptions
+    DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 
     def __init__(self, teacher, cfg: ExperimentConfig, encoder_cfg, train_set, eval_set,
-                 source: str, cache: LatentCache | None = None) -> None:
+                 source: str, cache: LatentCache | None = None,
+                 options: EncoderOptions | None = None) -> None:
         from ..students.encoder import NixEncoder
 
+        super().__init__(cfg.train, options, cfg.source)
         self.teacher = teacher
         teacher.model.eval().requires_grad_(False)  # frozen: never trained, never in train mode
-        self.cfg = cfg
-        self.train_cfg = cfg.train
         self.audio = teacher.audio
         self.source = source
         self.train_set = train_set
         self.eval_set = eval_set
         self.cache = cache
-        self.settings = from_dict(EncoderStageSettings, dict(cfg.train.extra), "train.extra")
-        self.latent_settings = self.settings.latent_settings()
-        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **cfg.train.loss_weights}
-        unknown = sorted(set(self.loss_weights) - set(DEFAULT_LOSS_WEIGHTS))
-        if unknown:
-            raise ConfigError(f"train.loss_weights: unknown term(s) {unknown} for distil-encoder; "
-                              f"known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
+        self.latent_settings = self.options.latent_settings()
         self.encoder = NixEncoder(encoder_cfg)
-        self.multi_speaker = encoder_cfg.n_speakers > 1
-        self._optimizers: dict[str, torch.optim.Optimizer] | None = None
+        self.n_speakers = encoder_cfg.n_speakers
 
     # -- loop interface --------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder}
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        from .loop import make_adamw
-
-        if self._optimizers is None:
-            self._optimizers = {"encoder": make_adamw(self.encoder.parameters(), self.train_cfg)}
-        return self._optimizers
-
-    def loader(self):
-        from ..data import make_loader
-
-        return make_loader(self.train_set, self.train_cfg.batch_size, seed=self.train_cfg.seed,
-                           shuffle=True, num_workers=self.train_cfg.num_workers, ddp=True)
+    def optimized(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.parameters()}
 
     def _sid(self, batch) -> torch.Tensor | None:
-        return batch.sid if self.multi_speaker else None
+        return speaker_ids(batch, self.n_speakers)
 
     def _teacher_sid(self, batch) -> torch.Tensor | None:
-        return batch.sid if getattr(self.teacher, "n_speakers", 0) > 1 else None
+        return speaker_ids(batch, self.teacher.n_speakers)
 
     def losses(self, out, lat, x_lengths: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """Unweighted loss terms of one batch (fp32).
@@ -225,11 +182,11 @@ class DistilEncoderStage:
         frames = out.m_s.shape[-1]
         y_mask = out.y_mask.float()
         m_s, logs_s = out.m_s.float(), out.logs_s.float()
-        if lat.m is not None and self.settings.kl_mode == "auto":
-            kl = gaussian_kl_loss(m_s, logs_s, _crop(lat.m, frames).float(),
-                                  _crop(lat.logs, frames).float(), y_mask)
+        if lat.m is not None and self.options.kl_mode == "auto":
+            kl = gaussian_kl_loss(m_s, logs_s, fit_length(lat.m, frames).float(),
+                                  fit_length(lat.logs, frames).float(), y_mask)
         else:
-            kl = gaussian_nll_loss(_crop(lat.z, frames).float(), m_s, logs_s, y_mask)
+            kl = gaussian_nll_loss(fit_length(lat.z, frames).float(), m_s, logs_s, y_mask)
         y_lengths = out.y_mask.sum((1, 2)).long()
         terms = {
             "kl": kl,
@@ -239,7 +196,7 @@ class DistilEncoderStage:
         if out.dur_nll is not None:
             terms["duration"] = duration_nll_loss(out.dur_nll.float(), out.x_mask)
         else:
-            terms["duration"] = duration_loss(out.logw.float(), out.logw_target, out.x_mask)
+            terms["duration"] = duration_loss(out.logw.float(), out.w_target.float(), out.x_mask)
         return terms
 
     def training_step(self, batch, ctx) -> dict[str, Any]:
@@ -248,10 +205,12 @@ class DistilEncoderStage:
                                   self.cache)
         encoder = ctx.model("encoder")
         with ctx.autocast():
-            out = encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
+            # prior latents: the teacher's own durations expanded its z; train on them
+            out = encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch),
+                          w_target=lat.w_ceil)
         terms = self.losses(out, lat, batch.x_lengths, ctx.step)
         w = self.loss_weights
-        bin_w = bin_loss_weight(ctx.step, self.settings.bin_start_step, self.settings.bin_ramp_steps)
+        bin_w = bin_loss_weight(ctx.step, self.options.bin_start_step, self.options.bin_ramp_steps)
         scale = {"kl": w["kl"], "forward_sum": w["forward_sum"], "bin": w["bin"] * bin_w,
                  "duration": w["duration"]}
         total = sum(scale[k] * v for k, v in terms.items())
@@ -259,7 +218,7 @@ class DistilEncoderStage:
         logs: dict[str, Any] = {k: v.detach() for k, v in terms.items()}
         frames = out.y_mask.sum().clamp(min=1)
         with torch.no_grad():
-            z_t = _crop(lat.z, out.m_s.shape[-1]).float()
+            z_t = fit_length(lat.z, out.m_s.shape[-1]).float()
             logs.update({
                 "total": total.detach(),
                 "bin_weight": bin_w,
@@ -273,9 +232,6 @@ class DistilEncoderStage:
         return logs
 
     # -- evaluation ------------------------------------------------------------------------
-    def _mel(self, wav: torch.Tensor) -> torch.Tensor:
-        return mel_spectrogram(wav.float(), **audio_kwargs(self.audio))
-
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
         """Student ``z`` with the teacher's durations -> teacher decoder, vs teacher synthesis.
@@ -283,10 +239,7 @@ class DistilEncoderStage:
         Returns ``{"mel_l1", "dur_log_l1"}`` (the loop logs them as ``val/*``); logs audio, the
         student's alignment of the first item and latent statistics.
         """
-        from ..data import collate
-        from .logging import plot_spectrogram
-
-        n_items = min(self.settings.eval_items, len(self.eval_set))
+        n_items = min(self.options.eval_items, len(self.eval_set))
         if n_items == 0:
             return {}
         encoder = self.encoder
@@ -298,17 +251,17 @@ class DistilEncoderStage:
             gen = torch.Generator(device=ctx.device)
             gen.manual_seed(self.train_cfg.seed + i)
             ref = model.infer(batch.x, batch.x_lengths, sid_t,
-                              noise_scale=self.settings.teacher_noise_scale,
-                              length_scale=self.settings.teacher_length_scale,
-                              noise_scale_w=self.settings.teacher_noise_scale_w, generator=gen)
+                              noise_scale=self.options.teacher_noise_scale,
+                              length_scale=self.options.teacher_length_scale,
+                              noise_scale_w=self.options.teacher_noise_scale_w, generator=gen)
             w_teacher = ref.w_ceil.reshape(1, -1)
             n_frames = int(w_teacher.sum())
             student = encoder.infer(batch.x, batch.x_lengths, sid_s,
-                                    noise_scale=self.settings.eval_noise_scale,
+                                    noise_scale=self.options.eval_noise_scale,
                                     w_ceil=w_teacher, generator=gen)
             wav_s = model.decode(student.z, sid_t).float()[..., : n_frames * self.audio.hop_length]
             wav_t = ref.wav.float()[..., : n_frames * self.audio.hop_length]
-            mel_s, mel_t = self._mel(wav_s), self._mel(wav_t)
+            mel_s, mel_t = log_mel(wav_s, self.audio), log_mel(wav_t, self.audio)
             mel_l1s.append(float((mel_s - mel_t).abs().mean()))
             free = encoder.infer(batch.x, batch.x_lengths, sid_s, noise_scale=0.0)
             n_tok = int(batch.x_lengths[0])
@@ -329,8 +282,6 @@ class DistilEncoderStage:
 
     def _log_alignment(self, batch, ctx) -> None:
         """Student alignment (soft and hard) of one held-out item and its latent statistics."""
-        from .logging import plot_alignment
-
         gen = torch.Generator(device=ctx.device)
         gen.manual_seed(self.train_cfg.seed)
         lat = teacher_latents(self.teacher, batch, self.source, gen, self.latent_settings)
@@ -349,38 +300,14 @@ class DistilEncoderStage:
             "logs_s_mean": float(out.logs_s[0, :, :n_frames].mean()),
         }, "eval_latent")
 
-    def finalize(self, run_dir: Path) -> None:
-        """Nothing extra: the checkpoint holds the encoder and its inference meta."""
-
 
 # -------------------------------------------------------------------------------- runner
-def _split(utterances, eval_size: int):
-    if len(utterances) < 2:
-        raise NixdistillError(f"distil-encoder needs at least 2 utterances, got {len(utterances)}")
-    eval_size = max(1, min(eval_size, len(utterances) // 2))
-    return utterances[:-eval_size], utterances[-eval_size:]
-
-
-def _drop_unalignable(utterances, frontend, audio, where: str):
-    """Drop items with more tokens than frames (MAS needs ``T_text <= T_frames``)."""
-    from ..data import AudioTextDataset
-
-    probe = AudioTextDataset(utterances, frontend, audio)
-    keep = [u for u, frames in zip(utterances, probe.lengths)
-            if len(frontend.encode(u.text, u.utt_id)) <= frames]
-    dropped = len(utterances) - len(keep)
-    if dropped:
-        print(f"distil-encoder: skipped {dropped} {where} item(s) with more tokens than frames",
-              file=sys.stderr)
-    return keep
-
-
 def run_distil_encoder(
     teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
     latents: str = "auto", device: str = "cpu", resume: bool = False,
     max_steps: int | None = None, max_minutes: float | None = None, cache_latents: bool = False,
     seed: int | None = None, cache_dir: str | Path | None = None,
-):
+) -> TrainResult:
     """Train a student encoder (``nixdistill distil-encoder``).
 
     Args:
@@ -404,48 +331,14 @@ def run_distil_encoder(
     Raises:
         ConfigError, NixdistillError: bad config, data, latent mode or teacher.
     """
-    from ..data import AudioTextDataset, TextOnlyDataset, read_dataset
-    from ..teacher import load_teacher
-    from .loop import Trainer
-
-    teacher = load_teacher(teacher_ref, device=device)
-    train_over = train_overrides(max_steps, max_minutes, seed)
-    overrides = {"audio": dataclasses.asdict(teacher.audio),
-                 "text": dataclasses.asdict(teacher.text), "train": train_over}
-    cfg = load_config(config_ref, overrides)
-    encoder_cfg = encoder_model_config(cfg.model, teacher, cfg.source)
-    cfg.model = encoder_cfg.to_dict()
-    settings = from_dict(EncoderStageSettings, dict(cfg.train.extra), f"{cfg.source}:train.extra")
-
-    utterances = read_dataset(data_ref)
-    has_audio = bool(utterances) and all(u.wav_path is not None for u in utterances)
-    source = choose_latent_source(teacher, has_audio, latents)
-    if source == "posterior":
-        utterances = _drop_unalignable(utterances, teacher.frontend, teacher.audio, "training")
-    train_u, eval_u = _split(utterances, cfg.data.val_size)
-    if source == "posterior":
-        train_set = AudioTextDataset(train_u, teacher.frontend, teacher.audio)
-        eval_set = AudioTextDataset(eval_u, teacher.frontend, teacher.audio)
-    else:
-        train_set = TextOnlyDataset(train_u, teacher.frontend)
-        eval_set = TextOnlyDataset(eval_u, teacher.frontend)
-
-    cache = None
-    if cache_latents or cache_dir is not None:
-        cache_root = Path(cache_dir if cache_dir is not None else settings.cache_dir)
-        if not cache_root.is_absolute() and cache_dir is None:
-            cache_root = Path(out_dir) / cache_root
-        cache = open_latent_cache(cache_root, teacher, source, settings.latent_settings())
-
-    torch.manual_seed(cfg.train.seed)
-    stage = DistilEncoderStage(teacher, cfg, encoder_cfg, train_set, eval_set, source, cache)
-    meta = {
-        "stage": STAGE_NAME,
-        "teacher": teacher_description(teacher),
-        "text_frontend": teacher.frontend.to_dict(),
-        "audio": dataclasses.asdict(teacher.audio),
-        "latent_source": source,
-        "encoder_config": encoder_cfg.to_dict(),
-        "n_inference_params": stage.encoder.n_inference_params(),
-    }
-    return Trainer(stage, Path(out_dir), cfg.train, device, resume, cfg.to_dict(), meta).fit()
+    run = prepare_distillation(
+        DistilEncoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
+        max_steps, max_minutes, seed, cache_latents, cache_dir, drop_unalignable=True)
+    cfg = run.cfg
+    encoder_cfg = encoder_model_config(cfg.model, run.teacher, cfg.source)
+    cfg = dataclasses.replace(cfg, model=encoder_cfg.to_dict())
+    stage = DistilEncoderStage(run.teacher, cfg, encoder_cfg, run.train_set, run.eval_set,
+                               run.source, run.cache, run.options)
+    meta = {**run.meta, "encoder_config": encoder_cfg.to_dict(),
+            "n_inference_params": stage.encoder.n_inference_params()}
+    return Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()

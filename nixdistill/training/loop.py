@@ -1,27 +1,16 @@
 """The one training loop shared by every stage (teach, distil-encoder, distil-decoder).
 
-A *stage* supplies modules, optimizers, a loader and a short ``training_step``; the
-:class:`Trainer` does everything else: device placement, DDP under ``torchrun``, mixed
-precision, gradient clipping, NaN/inf guards, per-epoch exponential LR decay (as
-jaywalnut310/vits), step/time budgets, Rich progress on stderr, TensorBoard logging,
-periodic evaluation, atomic checkpoints and *exact* resume.
-
-Stage protocol (duck-typed, see docs/ARCHITECTURE.md "Training loop")::
-
-    name: str
-    modules() -> dict[str, nn.Module]            # everything that is checkpointed
-    optimizers() -> dict[str, Optimizer]         # build with make_adamw(params, train_cfg)
-    loader() -> DataLoader                       # batch_sampler has set_epoch / start_batch
-    training_step(batch, ctx) -> dict[str, float | Tensor]
-    evaluate(ctx) -> dict[str, float]            # rank 0 only, under no_grad, modules in eval()
-    state_dict() / load_state_dict(d)            # optional extra state
-    finalize(run_dir)                            # optional, called once at the end (rank 0)
-    find_unused_parameters: bool                 # optional DDP flag (default True)
+A *stage* (:class:`~nixdistill.training.stage.Stage`) declares its train set, its modules,
+the parameters of each optimiser, its options and loss weights, and a short ``training_step`` and
+``evaluate``; the :class:`Trainer` does everything else: it builds the loader and the AdamW
+optimisers, places modules on the device, runs DDP under ``torchrun``, mixed precision,
+gradient clipping, NaN/inf guards, per-epoch exponential LR decay (as jaywalnut310/vits),
+step/time budgets, Rich progress on stderr, TensorBoard logging, periodic evaluation, atomic
+checkpoints and *exact* resume.
 
 Inside ``training_step`` call trainable modules through ``ctx.model(name)``: it is the
 DDP-wrapped module under ``torchrun`` (so gradients are averaged across processes) and the
-plain module otherwise. Build the loader lazily in ``loader()``: the process group exists only
-once :class:`Trainer` has started.
+plain module otherwise.
 
 Exact resume: a checkpoint stores step, epoch, batches consumed in the epoch, every optimizer,
 scheduler and grad scaler, the RNG states of every rank (torch, CUDA, numpy, python) and the
@@ -32,26 +21,24 @@ training RNG, so a resumed run replays the uninterrupted one bit for bit (with
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import random
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import TrainConfig
+from ..data import Batch, make_loader
 from ..errors import NixdistillError
-from .checkpoint import (
+from ..runs import (
     CHECKPOINT_FORMAT,
+    CONFIG_FILENAME,
     LAST_NAME,
     CheckpointError,
     checkpoint_dir,
@@ -61,7 +48,11 @@ from .checkpoint import (
     prune_checkpoints,
     save_checkpoint,
     step_checkpoint_name,
+    write_json_atomic,
 )
+from .context import StepContext, scalar
+from .rng import capture_rng_state, isolated_rng, restore_rng_state, seed_everything
+from .stage import Stage
 
 __all__ = [
     "TrainResult",
@@ -72,13 +63,9 @@ __all__ = [
     "make_adamw",
     "init_distributed",
     "resolve_autocast_dtype",
-    "capture_rng_state",
-    "restore_rng_state",
-    "isolated_rng",
 ]
 
 TENSORBOARD_DIRNAME = "tensorboard"
-CONFIG_FILENAME = "config.json"
 SECONDS_PER_MINUTE = 60.0
 
 
@@ -162,70 +149,14 @@ def resolve_autocast_dtype(precision: str, device: torch.device) -> tuple[torch.
     return torch.bfloat16, False
 
 
-# ---------------------------------------------------------------------------------------------
-# RNG state (stored as tensors / lists so checkpoints load with weights_only=True)
-
-def capture_rng_state() -> dict[str, Any]:
-    """Torch, CUDA, numpy (legacy global) and python ``random`` states as plain containers."""
-    np_state = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "name": str(np_state[0]),
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": py_version, "state": list(py_state), "gauss_next": py_gauss},
-    }
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
-    torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    npd = state["numpy"]
-    np.random.set_state((npd["name"], npd["keys"].numpy().astype(np.uint32), npd["pos"],
-                         npd["has_gauss"], npd["cached_gaussian"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
-
-
-@contextlib.contextmanager
-def isolated_rng() -> Iterator[None]:
-    """Run a block without disturbing any global RNG (torch, CUDA, numpy, python)."""
-    saved = capture_rng_state()
-    try:
-        yield
-    finally:
-        restore_rng_state(saved)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (all devices), numpy's global RNG and python ``random``."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
 def _to_device(batch: Any, device: torch.device) -> Any:
-    if hasattr(batch, "to") and not isinstance(batch, nn.Module):
+    if isinstance(batch, (torch.Tensor, Batch)):
         return batch.to(device)
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-def _scalar(v: Any) -> float:
-    return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
 
 
 def _is_trainable(m: nn.Module) -> bool:
@@ -245,158 +176,11 @@ class _State:
     recent: dict[str, float] = field(default_factory=dict)
 
 
-class StepContext:
-    """What a stage sees of the loop during ``training_step`` and ``evaluate``.
-
-    Attributes:
-        step: optimizer steps completed before the current one (0 during the first step;
-            during ``evaluate``, the steps completed so far). Use it for schedules.
-        device: torch device of this process.
-        train_cfg: the :class:`~nixdistill.config.TrainConfig`.
-        is_main: True on rank 0 (the only rank that logs and checkpoints).
-        rank / world_size: DDP placement (0 / 1 without torchrun).
-        writer: the TensorBoard ``SummaryWriter`` (``None`` on other ranks).
-    """
-
-    def __init__(self, trainer: "Trainer"):
-        self._trainer = trainer
-
-    @property
-    def step(self) -> int:
-        return self._trainer.state.step
-
-    @property
-    def device(self) -> torch.device:
-        return self._trainer.device
-
-    @property
-    def train_cfg(self) -> TrainConfig:
-        return self._trainer.train_cfg
-
-    @property
-    def is_main(self) -> bool:
-        return self._trainer.dist.rank == 0
-
-    @property
-    def rank(self) -> int:
-        return self._trainer.dist.rank
-
-    @property
-    def world_size(self) -> int:
-        return self._trainer.dist.world_size
-
-    @property
-    def writer(self):
-        return self._trainer.writer
-
-    @property
-    def nan_skips(self) -> int:
-        return self._trainer.state.nan_skips
-
-    def model(self, name: str) -> nn.Module:
-        """The module ``name`` to call in ``training_step``: DDP-wrapped under torchrun when it
-        has trainable parameters, else the plain module.
-
-        Raises:
-            KeyError: for a name not in ``stage.modules()``.
-        """
-        return self._trainer.wrapped[name]
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast context for ``train.precision`` (a no-op for fp32)."""
-        dtype = self._trainer.autocast_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    def optimize(self, name: str, loss: torch.Tensor) -> bool:
-        """One guarded optimizer step: zero_grad, (scaled) backward, unscale, clip to
-        ``train.grad_clip``, then step unless the loss or the gradient norm is NaN/inf.
-
-        A skipped step leaves the parameters and optimizer state untouched, clears the
-        gradients and increments ``nan_skips`` (fp16 overflow counts as a skip too). Under DDP
-        every rank takes the same decision.
-
-        Args:
-            name: key in ``stage.optimizers()``.
-            loss: scalar tensor (fp32 recommended; compute losses outside autocast).
-        Returns:
-            True when the optimizer stepped.
-        """
-        t = self._trainer
-        opt = t.optimizers[name]
-        scaler = t.scalers[name]
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        max_norm = t.train_cfg.grad_clip if t.train_cfg.grad_clip is not None else float("inf")
-        if params:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        else:
-            grad_norm = torch.zeros((), device=loss.device)
-        ok = torch.isfinite(loss.detach().float()) & torch.isfinite(grad_norm.float())
-        if t.dist.world_size > 1:
-            flag = ok.to(device=t.device, dtype=torch.int32)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            ok = flag.bool()
-        t.last_grad_norms[name] = grad_norm.detach()
-        if not bool(ok):
-            opt.zero_grad(set_to_none=True)
-            if scaler.is_enabled():
-                scaler.update()  # lowers the scale after an overflow
-            t.state.nan_skips += 1
-            return False
-        scaler.step(opt)
-        scaler.update()
-        return True
-
-    def log_scalars(self, scalars: dict[str, Any], prefix: str = "train") -> None:
-        """Write ``{prefix}/{key}`` scalars at the current step (rank 0 only)."""
-        w = self.writer
-        if w is None:
-            return
-        for k, v in scalars.items():
-            w.add_scalar(f"{prefix}/{k}" if prefix else k, _scalar(v), self.step)
-
-    def log_image(self, tag: str, image: Any) -> None:
-        """Log a matplotlib Figure, an [H, W, 3] RGB array (uint8 or float in [0, 1]) or a 2-D
-        array (grayscale, min-max normalised) at the current step (rank 0 only)."""
-        w = self.writer
-        if w is None:
-            return
-        from matplotlib.figure import Figure
-
-        from .logging import figure_to_array
-
-        if isinstance(image, Figure):
-            image = figure_to_array(image)
-        if isinstance(image, torch.Tensor):
-            image = image.detach().float().cpu().numpy()
-        image = np.asarray(image)
-        if image.ndim == 2:
-            lo, hi = float(image.min()), float(image.max())
-            image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image, dtype=np.float32)
-            w.add_image(tag, image, self.step, dataformats="HW")
-        else:
-            w.add_image(tag, image, self.step, dataformats="HWC")
-
-    def log_audio(self, tag: str, wav: torch.Tensor | np.ndarray, sample_rate: int) -> None:
-        """Log a mono waveform in [-1, 1] (any shape with T_samples elements), rate in Hz."""
-        w = self.writer
-        if w is None:
-            return
-        if isinstance(wav, torch.Tensor):
-            wav = wav.detach().float().cpu().numpy()
-        wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-        w.add_audio(tag, wav, self.step, sample_rate=int(sample_rate))
-
-
 class Trainer:
     """Runs a stage until ``max_steps`` or ``max_minutes`` (see module docstring).
 
     Args:
-        stage: the stage object (protocol in the module docstring).
+        stage: the :class:`~nixdistill.training.stage.Stage` to train.
         run_dir: run folder; receives ``config.json``, ``checkpoints/`` and ``tensorboard/``.
         train_cfg: loop settings (intervals, budgets, precision, clipping, seed).
         device: ``"cpu"``, ``"cuda"``...; under torchrun CUDA becomes ``cuda:LOCAL_RANK``.
@@ -409,7 +193,7 @@ class Trainer:
         TrainingError: the loader yields no batches.
     """
 
-    def __init__(self, stage: Any, run_dir: str | Path, train_cfg: TrainConfig,
+    def __init__(self, stage: Stage, run_dir: str | Path, train_cfg: TrainConfig,
                  device: str | torch.device = "cpu", resume: bool = False,
                  config_dict: dict[str, Any] | None = None, meta: dict[str, Any] | None = None):
         self.stage = stage
@@ -439,25 +223,30 @@ class Trainer:
         self.autocast_dtype, use_scaler = resolve_autocast_dtype(self.train_cfg.precision,
                                                                  self.device)
         self.modules = dict(self.stage.modules())
-        find_unused = bool(getattr(self.stage, "find_unused_parameters", True))
         for name, m in self.modules.items():
             m.to(self.device)
             trainable = _is_trainable(m)
             m.train(trainable)
             if self.dist.world_size > 1 and trainable:
                 ids = [self.device.index] if self.device.type == "cuda" else None
+                # Stages skip loss terms (weight 0, frozen parts), so some parameters may get
+                # no gradient in a step.
                 self.wrapped[name] = DistributedDataParallel(
-                    m, device_ids=ids, find_unused_parameters=find_unused)
+                    m, device_ids=ids, find_unused_parameters=True)
             else:
                 self.wrapped[name] = m
-        self.optimizers = dict(self.stage.optimizers())
+        self.optimizers = {n: make_adamw(params, self.train_cfg)
+                           for n, params in self.stage.optimized().items()}
         self.schedulers = {
             n: torch.optim.lr_scheduler.ExponentialLR(o, gamma=self.train_cfg.lr_decay)
             for n, o in self.optimizers.items()
         }
         self.scalers = {n: torch.amp.GradScaler(self.device.type, enabled=use_scaler)
                         for n in self.optimizers}
-        self.loader = self.stage.loader()
+        cfg = self.train_cfg
+        self.loader = make_loader(self.stage.train_set, cfg.batch_size, seed=cfg.seed,
+                                  shuffle=True, num_workers=cfg.num_workers, ddp=True,
+                                  collate_fn=self.stage.collate_fn)
         if self.resume:
             if latest_checkpoint(self.run_dir) is None:
                 raise CheckpointError(
@@ -468,8 +257,7 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self.config_dict is not None:
-                (self.run_dir / CONFIG_FILENAME).write_text(
-                    json.dumps(self.config_dict, indent=2, default=str), encoding="utf-8")
+                write_json_atomic(self.run_dir / CONFIG_FILENAME, self.config_dict)
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIRNAME))
@@ -506,7 +294,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "config": self.config_dict,
                 "meta": self.meta,
-                "stage_state": self.stage.state_dict() if hasattr(self.stage, "state_dict") else {},
+                "stage_state": self.stage.state_dict(),
             }
             folder = checkpoint_dir(self.run_dir)
             step_path = save_checkpoint(folder / step_checkpoint_name(self.state.step), obj)
@@ -530,7 +318,7 @@ class Trainer:
                            ("scaler", self.scalers)):
             for name, o in objs.items():
                 o.load_state_dict(ckpt[kind][name])
-        if hasattr(self.stage, "load_state_dict") and ckpt.get("stage_state") is not None:
+        if ckpt.get("stage_state") is not None:
             self.stage.load_state_dict(ckpt["stage_state"])
         self.state.step = int(ckpt["step"])
         self.state.epoch = int(ckpt["epoch"])
@@ -560,14 +348,14 @@ class Trainer:
         return metrics
 
     def _log_train(self, out: dict[str, Any], steps_per_s: float) -> None:
-        scalars = {k: _scalar(v) for k, v in out.items()}
+        scalars = {k: scalar(v) for k, v in out.items()}
         self.state.recent = scalars
         if not self.is_main:
             return
         for name, opt in self.optimizers.items():
             scalars[f"lr_{name}"] = opt.param_groups[0]["lr"]
         for name, norm in self.last_grad_norms.items():
-            scalars[f"grad_norm_{name}"] = _scalar(norm)
+            scalars[f"grad_norm_{name}"] = scalar(norm)
         scalars["nan_skips"] = self.state.nan_skips
         scalars["steps_per_s"] = steps_per_s
         self.ctx.log_scalars(scalars, "train")
@@ -600,19 +388,11 @@ class Trainer:
         )
 
     def _epoch_batches(self) -> Iterator[Any]:
-        sampler = getattr(self.loader, "batch_sampler", None)
-        skip = self.state.batch_in_epoch
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.state.epoch)
-        native_skip = hasattr(sampler, "start_batch")
-        if native_skip:
-            sampler.start_batch = skip
+        sampler = self.loader.batch_sampler  # a BucketSampler (make_loader)
+        sampler.set_epoch(self.state.epoch)
+        sampler.start_batch = self.state.batch_in_epoch
         with isolated_rng():  # DataLoader draws a base seed from the global RNG
-            it = iter(self.loader)
-        if not native_skip:
-            for _ in range(skip):
-                next(it, None)
-        return it
+            return iter(self.loader)
 
     # -- main loop -----------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -689,6 +469,4 @@ class Trainer:
         if self.state.last_checkpoint_step != self.state.step:
             self._checkpoint()
         path = checkpoint_dir(self.run_dir) / LAST_NAME
-        if self.is_main and hasattr(self.stage, "finalize"):
-            self.stage.finalize(self.run_dir)
         return TrainResult(self.state.step, reason, path if self.is_main else None)

@@ -33,21 +33,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..audio import audio_kwargs, mel_spectrogram, spec_to_mel
-from ..config import ConfigError, ExperimentConfig, config_from_raw, from_dict, load_config, train_overrides
-from ..data import AudioTextDataset, Batch, collate, make_loader, read_dataset
-from ..discriminators import CombinedDiscriminator
-from ..errors import NixdistillError
-from ..losses import (discriminator_loss, feature_loss, generator_loss, kl_loss, mel_l1,
-                      mr_stft_loss, scaled_resolutions)
+from ..audio import spec_to_mel
+from ..config import ExperimentConfig, config_from_raw, load_config, train_overrides
+from ..data import AudioTextDataset, Batch, collate, train_val_utterances
+from ..errors import ConfigError, NixdistillError
+from ..losses import (discriminator_loss, generator_loss, kl_loss, mel_l1, mr_stft_loss,
+                      scaled_resolutions)
+from ..runs import CONFIG_FILENAME
 from ..teachers.commons import slice_segments
 from ..teachers.duration import DurationDiscriminator
 from ..teachers.vits import VITS, VITSConfig
-from .loop import StepContext, Trainer, TrainResult, make_adamw
+from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
 from .logging import plot_alignment, plot_spectrogram
+from .context import StepContext
+from .loop import Trainer, TrainResult
+from .stage import Stage, fit_length, log_mel, speaker_ids
 
-__all__ = ["DEFAULT_LOSS_WEIGHTS", "TeachOptions", "TeachStage", "TeachError", "run_teach",
-           "split_utterances"]
+__all__ = ["DEFAULT_LOSS_WEIGHTS", "TeachOptions", "TeachStage", "TeachError", "run_teach"]
 
 #: jaywalnut310/vits ``train.py``: loss_gen + loss_fm (x2 inside) + c_mel·mel + loss_dur + c_kl·kl;
 #: ``dur_adv`` is the VITS2 duration discriminator's generator term (used only when it is on).
@@ -56,7 +58,6 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
 }
 #: Sub-modules frozen when a prior-only teacher is given a new posterior encoder.
 PRIOR_ONLY_FROZEN = ("enc_p", "dp", "flow", "dec", "emb_g")
-CONFIG_FILENAME = "config.json"
 
 
 class TeachError(NixdistillError):
@@ -68,10 +69,8 @@ class TeachOptions:
     """``train.extra`` settings of the teach stage.
 
     Attributes:
-        disc_periods: periods of the period discriminators, in samples (VITS: 2,3,5,7,11).
-        disc_n_scales: scale discriminators (VITS: 1; HiFi-GAN: 3).
-        disc_channel_scale: width multiplier of the discriminators (tests: 1/16).
-        disc_use_spectral_norm: spectral instead of weight norm (VITS: False).
+        discriminator: :class:`~nixdistill.training.gan.DiscriminatorSettings` (VITS: periods
+            2,3,5,7,11, one scale discriminator, weight norm).
         freeze: generator sub-modules kept frozen (e.g. ``["dec", "flow"]``). When ``dec`` is
             frozen the discriminator is not trained and ``adv``/``fm`` are skipped.
         eval_items: validation items scored per evaluation (the first one is also rendered
@@ -83,10 +82,7 @@ class TeachOptions:
             width is the generator's ``hidden_channels``.
     """
 
-    disc_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
-    disc_n_scales: int = 1
-    disc_channel_scale: float = 1.0
-    disc_use_spectral_norm: bool = False
+    discriminator: DiscriminatorSettings = field(default_factory=DiscriminatorSettings)
     freeze: list[str] = field(default_factory=list)
     eval_items: int = 4
     eval_max_frames_factor: float = 4.0
@@ -95,33 +91,15 @@ class TeachOptions:
     dur_disc_kernel_size: int = 3
 
     def __post_init__(self) -> None:
+        self.discriminator = DiscriminatorSettings.parse(self.discriminator)
         bad = sorted(set(self.freeze) - {"enc_p", "enc_q", "dp", "flow", "dec", "emb_g"})
         if bad:
             raise ConfigError(f"train.extra.freeze: unknown sub-module(s) {bad}")
-        if self.disc_channel_scale <= 0:
-            raise ConfigError("train.extra.disc_channel_scale must be positive")
         if self.eval_items < 1:
             raise ConfigError("train.extra.eval_items must be >= 1")
 
 
-def loss_weights(train_loss_weights: dict[str, float]) -> dict[str, float]:
-    """Defaults overridden by ``train.loss_weights``.
-
-    Raises:
-        ConfigError: for a name the teach stage does not know.
-    """
-    unknown = sorted(set(train_loss_weights) - set(DEFAULT_LOSS_WEIGHTS))
-    if unknown:
-        raise ConfigError(f"train.loss_weights: unknown loss(es) {unknown} for teach; known: "
-                          f"{sorted(DEFAULT_LOSS_WEIGHTS)}")
-    return {**DEFAULT_LOSS_WEIGHTS, **{k: float(v) for k, v in train_loss_weights.items()}}
-
-
-def _pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
-    return nn.functional.pad(x, (0, length - x.shape[-1])) if x.shape[-1] < length else x
-
-
-class TeachStage:
+class TeachStage(Stage):
     """VITS/VITS2 training stage for :class:`~nixdistill.training.loop.Trainer`.
 
     Args:
@@ -133,14 +111,13 @@ class TeachStage:
     """
 
     name = "teach"
+    Options = TeachOptions
+    DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 
     def __init__(self, exp: ExperimentConfig, generator: VITS, train_set: AudioTextDataset,
                  val_set: AudioTextDataset):
-        self.exp = exp
+        super().__init__(exp.train, where=exp.source)
         self.audio = exp.audio
-        self.train_cfg = exp.train
-        self.options = from_dict(TeachOptions, dict(exp.train.extra), f"{exp.source}:train.extra")
-        self.weights = loss_weights(exp.train.loss_weights)
         if generator.enc_q is None:
             raise ConfigError("teach needs a generator with a posterior encoder (enc_q)")
         self.generator = generator
@@ -149,9 +126,10 @@ class TeachStage:
             if sub is not None:
                 sub.requires_grad_(False)
         self.train_decoder = "dec" not in self.options.freeze
-        self.discriminator = CombinedDiscriminator(
-            self.options.disc_periods, self.options.disc_n_scales,
-            self.options.disc_channel_scale, self.options.disc_use_spectral_norm)
+        self.stft_resolutions = (scaled_resolutions(self.audio.sample_rate)
+                                 if self.loss_weights["stft"] > 0 else [])
+        self.discriminator = Discriminators(self.options.discriminator,
+                                            scaled_resolutions(self.audio.sample_rate))
         # VITS2 sec. 2.1 (p0p4k/vits2_pytorch): an LSGAN discriminator on (text hidden, log
         # duration) pairs, MAS durations as "real" and the duration predictor's as "fake".
         self.dur_disc: DurationDiscriminator | None = None
@@ -164,8 +142,6 @@ class TeachStage:
         self.val_set = val_set
         self.hop_length = self.audio.hop_length
         self.segment_frames = generator.segment_size
-        self.stft_resolutions = (scaled_resolutions(self.audio.sample_rate)
-                                 if self.weights["stft"] > 0 else [])
         self._val_batch: Batch | None = None
 
     # -- protocol ------------------------------------------------------------------------------
@@ -177,30 +153,22 @@ class TeachStage:
             mods["dur_disc"] = self.dur_disc
         return mods
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"generator": make_adamw(
-            [p for p in self.generator.parameters() if p.requires_grad], self.train_cfg)}
+    def optimized(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "generator": [p for p in self.generator.parameters() if p.requires_grad]}
         if self.train_decoder:
-            opts["discriminator"] = make_adamw(self.discriminator.parameters(), self.train_cfg)
+            opts["discriminator"] = self.discriminator.parameters()
         if self.dur_disc is not None:
-            opts["dur_disc"] = make_adamw(self.dur_disc.parameters(), self.train_cfg)
+            opts["dur_disc"] = self.dur_disc.parameters()
         return opts
-
-    def loader(self) -> torch.utils.data.DataLoader:
-        return make_loader(self.train_set, self.train_cfg.batch_size, seed=self.train_cfg.seed,
-                           shuffle=True, num_workers=self.train_cfg.num_workers,
-                           ddp=torch.distributed.is_initialized())
 
     # -- helpers -------------------------------------------------------------------------------
     def _sid(self, batch: Batch) -> torch.Tensor | None:
-        return batch.sid if self.generator.n_speakers > 1 else None
+        return speaker_ids(batch, self.generator.n_speakers)
 
     def _mel_from_spec(self, spec: torch.Tensor) -> torch.Tensor:
         a = self.audio
         return spec_to_mel(spec, a.sample_rate, a.n_fft, a.n_mels, a.f_min, a.f_max)
-
-    def _mel_from_wav(self, wav: torch.Tensor) -> torch.Tensor:
-        return mel_spectrogram(wav.squeeze(1).float(), **audio_kwargs(self.audio))
 
     def _posterior_input(self, batch: Batch, mel: torch.Tensor) -> torch.Tensor:
         return mel if self.generator.config.use_mel_posterior_encoder else batch.spec
@@ -217,22 +185,17 @@ class TeachStage:
                                          self._posterior_input(batch, mel),
                                          batch.spec_lengths, self._sid(batch))
         seg_samples = self.segment_frames * self.hop_length
-        y = slice_segments(_pad_to(batch.y, (int(out.ids_slice.max()) + self.segment_frames)
-                                   * self.hop_length), out.ids_slice * self.hop_length,
-                           seg_samples)
-        y_mel = slice_segments(_pad_to(mel, int(out.ids_slice.max()) + self.segment_frames),
-                               out.ids_slice, self.segment_frames)
+        end_frame = int(out.ids_slice.max()) + self.segment_frames
+        y = slice_segments(fit_length(batch.y, end_frame * self.hop_length),
+                           out.ids_slice * self.hop_length, seg_samples)
+        y_mel = slice_segments(fit_length(mel, end_frame), out.ids_slice, self.segment_frames)
         y_hat = out.y_hat.float()
-        y_hat_mel = self._mel_from_wav(y_hat)
+        y_hat_mel = log_mel(y_hat, self.audio)
         logs: dict[str, Any] = {}
-        w = self.weights
+        w = self.loss_weights
 
         if self.train_decoder:
-            with ctx.autocast():
-                d = ctx.model("discriminator")(y, y_hat.detach())
-            loss_d = discriminator_loss(d.y_d_rs, d.y_d_gs).total
-            ctx.optimize("discriminator", loss_d)
-            logs["disc"] = loss_d.detach()
+            logs["disc"] = discriminator_step(ctx, "discriminator", y, y_hat)
         if self.dur_disc is not None:
             with ctx.autocast():
                 p = ctx.model("dur_disc")(out.x.detach(), out.x_mask, out.logw_.detach(),
@@ -247,10 +210,7 @@ class TeachStage:
             "dur": out.l_length.float().sum(),
         }
         if self.train_decoder:
-            with ctx.autocast():
-                d = ctx.model("discriminator")(y, y_hat)
-            terms["adv"] = generator_loss(d.y_d_gs).total
-            terms["fm"] = feature_loss(d.fmap_rs, d.fmap_gs)
+            terms.update(adversarial_terms(ctx, "discriminator", y, y_hat))
         if self.stft_resolutions:
             terms["stft"] = mr_stft_loss(y_hat, y, self.stft_resolutions).total
         if self.dur_disc is not None:
@@ -281,7 +241,7 @@ class TeachStage:
         mel = self._mel_from_spec(batch.spec)
         post = gen.posterior(self._posterior_input(batch, mel), batch.spec_lengths, sid)
         recon = gen.decode(post.z * post.y_mask, sid)
-        recon_mel = self._mel_from_wav(recon)
+        recon_mel = log_mel(recon, self.audio)
         n_frames = min(recon_mel.shape[-1], mel.shape[-1])
         mask = post.y_mask[..., :n_frames]
         err = (recon_mel[..., :n_frames] - mel[..., :n_frames]).abs() * mask
@@ -298,7 +258,7 @@ class TeachStage:
             sr = self.audio.sample_rate
             ctx.log_image("val/mel_real", plot_spectrogram(mel[0, :, :frames0], "real"))
             ctx.log_image("val/mel_generated",
-                          plot_spectrogram(self._mel_from_wav(wav.view(1, 1, -1))[0], "generated"))
+                          plot_spectrogram(log_mel(wav.view(1, 1, -1), self.audio)[0], "generated"))
             ctx.log_image("val/mel_reconstructed",
                           plot_spectrogram(recon_mel[0, :, :frames0], "posterior reconstruction"))
             n_tok = int(batch.x_lengths[0])
@@ -312,21 +272,6 @@ class TeachStage:
 
 
 # ---------------------------------------------------------------------------------------------
-
-def split_utterances(utts: list, val_size: int) -> tuple[list, list]:
-    """Hold out the last ``val_size`` items for validation, at most half of the data (as
-    ``nixdistill prepare`` does); with a single item it is used for both.
-
-    Raises:
-        TeachError: for an empty dataset.
-    """
-    if not utts:
-        raise TeachError("the dataset has no usable items")
-    if len(utts) == 1:
-        return list(utts), list(utts)
-    n_val = max(1, min(val_size, len(utts) // 2))
-    return list(utts[:-n_val]), list(utts[-n_val:])
-
 
 def _filter_items(dataset: AudioTextDataset, frontend, exp: ExperimentConfig,
                   segment_frames: int) -> tuple[list[int], dict[str, int]]:
@@ -391,7 +336,7 @@ def run_teach(config_ref: str | Path | None, data_ref: str | Path, out_dir: str 
     Raises:
         ConfigError, DataError, TeachError, CheckpointError: on unusable inputs.
     """
-    from ..teacher import build_vits_config
+    from ..teacher import build_teacher_model
     from ..text import build_frontend
 
     out_dir = Path(out_dir)
@@ -410,18 +355,16 @@ def run_teach(config_ref: str | Path | None, data_ref: str | Path, out_dir: str 
     kind = "nixdistill"
     if init is not None and not from_run:
         model, vcfg, exp, kind = _init_generator(str(init), exp, device)
+        frontend = build_frontend(exp.text)
     else:
-        frontend_for_vocab = build_frontend(exp.text)
-        vcfg = build_vits_config(exp, frontend_for_vocab.n_vocab)
-        model = VITS(vcfg)
-    frontend = build_frontend(exp.text)
+        frontend = build_frontend(exp.text)
+        model, vcfg = build_teacher_model(exp, frontend)
 
-    utts = read_dataset(data_ref)
-    missing_audio = [u.utt_id for u in utts if u.wav_path is None]
+    train_utts, val_utts, _ = train_val_utterances(data_ref, exp.data)
+    missing_audio = [u.utt_id for u in train_utts + val_utts if u.wav_path is None]
     if missing_audio:
         raise TeachError(f"{data_ref}: teach needs audio, {len(missing_audio)} item(s) have none "
                          f"(e.g. {missing_audio[0]})")
-    train_utts, val_utts = split_utterances(utts, exp.data.val_size)
     train_set = AudioTextDataset(train_utts, frontend, exp.audio)
     keep, dropped = _filter_items(train_set, frontend, exp, vcfg.segment_size)
     if not keep:

@@ -10,26 +10,30 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from typing import Any, Iterator
+from typing import Any, Iterable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, default_collate
 
 from ..config import TrainConfig
-from .loop import StepContext, Trainer, make_adamw
+from .context import StepContext
+from .loop import Trainer
+from .stage import Stage
 
-__all__ = ["ToyDataset", "ToyBatchSampler", "ToyStage", "main"]
+__all__ = ["ToyDataset", "ToyStage", "main"]
 
 
 class ToyDataset(Dataset):
-    """``n_items`` random (x [n_features], y [1]) pairs drawn from a fixed seed."""
+    """``n_items`` random (x [n_features], y [1]) pairs drawn from a fixed seed; every item has
+    length 1 for the bucket sampler."""
 
     def __init__(self, n_items: int = 64, n_features: int = 8, seed: int = 0):
         g = torch.Generator().manual_seed(seed)
         self.x = torch.randn(n_items, n_features, generator=g)
         w = torch.randn(n_features, 1, generator=g)
         self.y = self.x @ w + 0.1 * torch.randn(n_items, 1, generator=g)
+        self.lengths = [1] * n_items
 
     def __len__(self) -> int:
         return len(self.x)
@@ -38,36 +42,7 @@ class ToyDataset(Dataset):
         return self.x[i], self.y[i]
 
 
-class ToyBatchSampler(Sampler[list[int]]):
-    """Minimal batch sampler with the ``BucketSampler`` resume interface: deterministic order
-    from ``(seed, epoch)``, ``set_epoch``, ``start_batch``, and DDP sharding by ``rank``."""
-
-    def __init__(self, n_items: int, batch_size: int, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
-        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
-        self.num_replicas, self.rank = num_replicas, rank
-        self.epoch = 0
-        self.start_batch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _all_batches(self) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n_items, generator=g).tolist()
-        batches = [order[i:i + self.batch_size]
-                   for i in range(0, self.n_items - self.batch_size + 1, self.batch_size)]
-        n = len(batches) // self.num_replicas * self.num_replicas
-        return batches[self.rank:n:self.num_replicas]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._all_batches()[self.start_batch:])
-
-    def __len__(self) -> int:
-        return max(0, len(self._all_batches()) - self.start_batch)
-
-
-class ToyStage:
+class ToyStage(Stage):
     """MLP with dropout on random regression data; records every training loss.
 
     Args:
@@ -76,14 +51,15 @@ class ToyStage:
     """
 
     name = "toy"
+    collate_fn = staticmethod(default_collate)
 
     def __init__(self, train_cfg: TrainConfig, n_items: int = 64, n_features: int = 8,
                  hidden: int = 16, nan_at_steps: tuple[int, ...] = ()):
-        self.train_cfg = train_cfg
+        super().__init__(train_cfg)
         torch.manual_seed(train_cfg.seed)
         self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(0.5),
                                  nn.Linear(hidden, 1))
-        self.dataset = ToyDataset(n_items, n_features, seed=train_cfg.seed)
+        self.train_set = ToyDataset(n_items, n_features, seed=train_cfg.seed)
         self.nan_at_steps = set(nan_at_steps)
         self.losses: list[float] = []
         self.evaluations = 0
@@ -91,16 +67,8 @@ class ToyStage:
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"net": make_adamw(self.net.parameters(), self.train_cfg)}
-
-    def loader(self) -> DataLoader:
-        replicas, rank = 1, 0
-        if torch.distributed.is_initialized():
-            replicas, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-        sampler = ToyBatchSampler(len(self.dataset), self.train_cfg.batch_size,
-                                  self.train_cfg.seed, replicas, rank)
-        return DataLoader(self.dataset, batch_sampler=sampler, num_workers=0)
+    def optimized(self) -> dict[str, Iterable[nn.Parameter]]:
+        return {"net": self.net.parameters()}
 
     def training_step(self, batch: Any, ctx: StepContext) -> dict[str, Any]:
         x, y = batch
@@ -115,8 +83,8 @@ class ToyStage:
 
     def evaluate(self, ctx: StepContext) -> dict[str, float]:
         self.evaluations += 1
-        pred = self.net(self.dataset.x)
-        return {"mse": float(nn.functional.mse_loss(pred, self.dataset.y))}
+        pred = self.net(self.train_set.x)
+        return {"mse": float(nn.functional.mse_loss(pred, self.train_set.y))}
 
     def state_dict(self) -> dict[str, Any]:
         return {"evaluations": self.evaluations}

