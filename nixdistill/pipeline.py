@@ -20,7 +20,7 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
                      "finetune_on_encoder": false},
         "benchmark": {"n_sentences": 20, "repeats": 3, "warmup": 1, "threads": "1,all",
-                      "eval_quality": true}         # keyword arguments of run_benchmark
+                      "eval_quality": true}         # nixdistill.benchmark.BenchmarkSettings
       }
     }
 
@@ -112,7 +112,7 @@ class PipelinePreset:
             the user must pass ``--data``.
         latents: latent source for both distillation stages (auto, posterior or prior).
         teacher / encoder / decoder: ``stages.teacher``, ``stages.encoder``, ``stages.decoder``.
-        benchmark: keyword arguments for :func:`nixdistill.benchmark.run_benchmark`
+        benchmark: :class:`nixdistill.benchmark.BenchmarkSettings` fields
             (``stages.benchmark``, passed through as given).
     """
 

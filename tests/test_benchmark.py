@@ -358,3 +358,12 @@ def test_whisper_wer_on_espeak():
     hyp = Transcriber(language="en").transcribe(load_wav(wav_path, sr), sr)
     wav_path.unlink()
     assert error_rate([normalize_transcript(text)], [normalize_transcript(hyp)]) < 0.5, hyp
+
+
+def test_every_shipped_preset_has_valid_benchmark_settings():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted([*configs.glob("presets/*.json"), *configs.glob("tiny/pipeline*.json")])
+    assert paths
+    for p in paths:
+        section = json.loads(p.read_text())["stages"].get("benchmark", {})
+        assert BenchmarkSettings.from_dict(section, str(p)).n_sentences >= 1
