@@ -132,7 +132,7 @@ class Student:
     @torch.inference_mode()
     def infer_ids(
         self, x: torch.Tensor, x_lengths: torch.Tensor, sid: torch.Tensor | None = None,
-        noise_scale: float = 0.667, length_scale: float = 1.0,
+        noise_scale: float | None = None, length_scale: float | None = None,
         w_ceil: torch.Tensor | None = None, noise_scale_w: float | None = None,
     ) -> StudentOutput:
         """Token ids to audio.
@@ -141,8 +141,9 @@ class Student:
             x: ids, [B, T_text], int64.
             x_lengths: valid tokens per item, [B].
             sid: speaker ids, [B], or None.
-            noise_scale: temperature of the latent sample (0: the mean).
-            length_scale: > 1 speaks slower.
+            noise_scale: temperature of the latent sample (0: the mean; None: the student's
+                shipped default, ``encoder_config.noise_scale`` in its metadata).
+            length_scale: > 1 speaks slower (None: the shipped default).
             w_ceil: forced durations in frames, [B, T_text] or [B, 1, T_text], or None.
             noise_scale_w: noise of a stochastic duration predictor (Piper's ``noise_w``);
                 None: the encoder config's.
@@ -158,14 +159,15 @@ class Student:
 
     @torch.inference_mode()
     def synthesize(
-        self, text: str, noise_scale: float = 0.667, length_scale: float = 1.0,
+        self, text: str, noise_scale: float | None = None, length_scale: float | None = None,
         speaker: int | None = None, noise_scale_w: float | None = None,
     ) -> np.ndarray:
         """Speak one utterance in one pass (for long text use :meth:`stream`).
 
         Args:
             text: the transcript (the frontend normalises / phonemises it).
-            noise_scale: latent temperature. length_scale: > 1 speaks slower.
+            noise_scale: latent temperature. length_scale: > 1 speaks slower. None (default):
+                the student's shipped defaults from its metadata.
             speaker: speaker id for multi-speaker models (default 0).
             noise_scale_w: duration noise of a stochastic duration predictor (None: config's).
         Returns:
@@ -178,7 +180,8 @@ class Student:
         wav = self.decoder(enc.z, self.speaker_embedding(sid))
         return wav[0, 0].float().cpu().numpy()
 
-    def _encode(self, text: str, noise_scale: float, length_scale: float, speaker: int | None,
+    def _encode(self, text: str, noise_scale: float | None, length_scale: float | None,
+                speaker: int | None,
                 noise_scale_w: float | None):
         if not text or not text.strip():
             raise TextError("cannot synthesize empty text")
@@ -200,7 +203,7 @@ class Student:
         return decoder_context(cfg.pop("kind"), cfg, self.audio.hop_length)
 
     def stream(
-        self, text: str, noise_scale: float = 0.667, length_scale: float = 1.0,
+        self, text: str, noise_scale: float | None = None, length_scale: float | None = None,
         speaker: int | None = None, noise_scale_w: float | None = None,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     ) -> Iterator[np.ndarray]:

@@ -115,6 +115,11 @@ def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_lj
                                         {"noise_scale": 0.25}))
     assert tuned.encoder.config.noise_scale == 0.25
     assert tuned.metadata["encoder_config"]["noise_scale"] == 0.25
+    quiet = load_student(export_student(tiny_encoder_run, out, tmp_path / "quiet.safetensors",
+                                        {"noise_scale": 0.0}))
+    # synthesize, stream and infer_ids default to the file's shipped noise (here 0: no noise)
+    assert (quiet.synthesize("a test") == quiet.synthesize("a test", noise_scale=0.0)).all()
+    assert (quiet.synthesize("a test") == wav).all()
     with pytest.raises(ConfigError, match="unknown inference default"):
         export_student(tiny_encoder_run, out, tmp_path / "x.safetensors", {"noise": 0.1})
     # The CLI export of the same runs gives identical weights and synthesis.

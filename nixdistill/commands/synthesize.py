@@ -115,18 +115,20 @@ def _speak_to(out_path: str, sample_rate: int, chunks: Iterator) -> float:
 @click.option("--stream", is_flag=True,
               help="Decode in chunks within each sentence and write each as it comes "
                    "(the same audio, sooner).")
-@click.option("--noise-scale", type=float, default=DEFAULT_NOISE_SCALE, show_default=True,
-              help="Latent sampling temperature (0: deterministic).")
+@click.option("--noise-scale", type=float, default=None,
+              help="Latent sampling temperature (0: deterministic; default: the model's "
+                   f"shipped default; {DEFAULT_NOISE_SCALE} for teachers).")
 @click.option("--noise-scale-w", type=float, default=None,
               help="Duration noise of a stochastic duration predictor (default: the model's; "
                    f"{DEFAULT_NOISE_SCALE_W} for teachers).")
-@click.option("--length-scale", type=float, default=DEFAULT_LENGTH_SCALE, show_default=True,
-              help="> 1 speaks slower.")
+@click.option("--length-scale", type=float, default=None,
+              help="> 1 speaks slower (default: the model's shipped default; "
+                   f"{DEFAULT_LENGTH_SCALE} for teachers).")
 @click.option("--speaker", type=int, default=None, help="Speaker id of a multi-speaker model.")
 @click.pass_context
 def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
             text: str | None, text_file: str | None, out_path: str, stream: bool,
-            noise_scale: float, noise_scale_w: float | None, length_scale: float,
+            noise_scale: float | None, noise_scale_w: float | None, length_scale: float | None,
             speaker: int | None) -> None:
     """Speak TEXT (or stdin, or every line of --text-file) with a student or a teacher."""
     from pathlib import Path
@@ -179,9 +181,11 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
         teacher = load_teacher(teacher_ref, device=resolve_device(obj.get("device", "cpu")))
         sample_rate = teacher.audio.sample_rate
         noise_w = DEFAULT_NOISE_SCALE_W if noise_scale_w is None else noise_scale_w
+        teacher_noise = DEFAULT_NOISE_SCALE if noise_scale is None else noise_scale
+        teacher_length = DEFAULT_LENGTH_SCALE if length_scale is None else length_scale
 
         def speak(utterance: str) -> Iterator:
-            return (teacher.synthesize(s, noise_scale=noise_scale, length_scale=length_scale,
+            return (teacher.synthesize(s, noise_scale=teacher_noise, length_scale=teacher_length,
                                        noise_scale_w=noise_w, sid=speaker, seed=obj.get("seed"))
                     for s in split_sentences(utterance))
 
