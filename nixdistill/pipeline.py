@@ -20,12 +20,13 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
                      "finetune_on_encoder": false},
         "benchmark": {"n_sentences": 20, "repeats": 3, "warmup": 1, "threads": "1,all",
-                      "quality": true}
+                      "eval_quality": true}         # keyword arguments of run_benchmark
       }
     }
 
 Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/latent_cache/``
-(teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``, ``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
+(teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``,
+``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
 ``RUN/pipeline.json`` (the stage summary). A training stage that finished writes
 ``DONE.json`` in its folder and is skipped on the next run; one that was interrupted resumes
 from its last checkpoint, so a killed pipeline loses at most one checkpoint interval.
@@ -42,18 +43,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, resolve_config_path
-from .errors import NixdistillError
+from .config import from_dict, resolve_config_path
+from .errors import ConfigError, NixdistillError
 from .runs import latest_checkpoint, write_json_atomic
 
 DONE_FILE = "DONE.json"
 RESOURCE_PREFIX = "resource:"
 STAGES = ("teacher", "encoder", "decoder", "export", "benchmark")
+PRESET_STAGES = ("teacher", "encoder", "decoder", "benchmark")
+LATENT_SOURCES = ("auto", "posterior", "prior")
 
 
 @dataclass
 class TrainingBudget:
-    """Config and budget of one training stage.
+    """``stages.encoder``: config and budget of a training stage.
 
     Attributes:
         config: config file or shipped config name.
@@ -67,32 +70,64 @@ class TrainingBudget:
 
 
 @dataclass
+class DecoderBudget(TrainingBudget):
+    """``stages.decoder``: a training budget, and ``finetune_on_encoder`` (feed the decoder the
+    trained encoder's latents too)."""
+
+    finetune_on_encoder: bool = False
+
+
+@dataclass
+class TeacherSpec:
+    """``stages.teacher``: exactly one of ``ref`` (a pretrained teacher reference) or
+    ``config`` (train one with ``teach``, within ``max_minutes`` / ``max_steps``)."""
+
+    ref: str | None = None
+    config: str | None = None
+    max_minutes: float | None = None
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ref is None) == (self.config is None):
+            raise ConfigError("stages.teacher needs exactly one of 'ref' or 'config'")
+        if self.ref is not None and (self.max_minutes, self.max_steps) != (None, None):
+            raise ConfigError("stages.teacher: a budget needs 'config' (a 'ref' is not trained)")
+
+    @property
+    def budget(self) -> TrainingBudget | None:
+        """The teach budget, or ``None`` for a pretrained teacher."""
+        if self.config is None:
+            return None
+        return TrainingBudget(self.config, self.max_minutes, self.max_steps)
+
+
+@dataclass
 class PipelinePreset:
     """A parsed preset (see the module docstring for the JSON layout).
 
     Attributes:
-        name: preset name or file path.
+        name: preset name or file path (not part of the JSON).
         description: one line shown in the summary.
         data: default data reference (``resource:NAME`` for shipped text), or ``None`` when
             the user must pass ``--data``.
-        latents: latent source for both distillation stages.
-        teacher_ref: a pretrained teacher reference, or ``None`` when ``teach`` trains one.
-        teach: budget of the teacher training stage (when ``teacher_ref`` is ``None``).
-        encoder / decoder: budgets of the distillation stages.
-        finetune_on_encoder: feed the decoder the trained encoder's latents too.
-        benchmark: keyword arguments for :func:`nixdistill.benchmark.run_benchmark`.
+        latents: latent source for both distillation stages (auto, posterior or prior).
+        teacher / encoder / decoder: ``stages.teacher``, ``stages.encoder``, ``stages.decoder``.
+        benchmark: keyword arguments for :func:`nixdistill.benchmark.run_benchmark`
+            (``stages.benchmark``, passed through as given).
     """
 
     name: str
     description: str
     data: str | None
     latents: str
-    teacher_ref: str | None
-    teach: TrainingBudget | None
+    teacher: TeacherSpec
     encoder: TrainingBudget
-    decoder: TrainingBudget
-    finetune_on_encoder: bool = False
+    decoder: DecoderBudget
     benchmark: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.latents not in LATENT_SOURCES:
+            raise ConfigError(f"latents must be one of {LATENT_SOURCES}, got {self.latents!r}")
 
 
 @dataclass
@@ -119,49 +154,36 @@ class PipelineSummary:
         return dataclasses.asdict(self)
 
 
-def _budget(d: dict[str, Any], where: str) -> TrainingBudget:
-    unknown = set(d) - {"config", "max_minutes", "max_steps", "finetune_on_encoder"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
-    if "config" not in d:
-        raise ConfigError(f"{where}: missing 'config'")
-    return TrainingBudget(d["config"], d.get("max_minutes"), d.get("max_steps"))
-
-
 def load_preset(ref: str | Path) -> PipelinePreset:
     """Load a pipeline preset by shipped name (``joe-quick``) or file path.
 
     Raises:
-        ConfigError: unknown preset, invalid JSON, or missing/unknown keys.
+        ConfigError: unknown preset, invalid JSON, or missing/unknown keys or bad values.
     """
     path = resolve_config_path(ref)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: invalid JSON ({e})") from None
-    if "stages" not in raw:
+    if not isinstance(raw, dict) or not isinstance(raw.get("stages"), dict):
         raise ConfigError(f"{path} is not a pipeline preset (no 'stages' section)")
-    unknown = set(raw) - {"description", "data", "latents", "stages"}
+    unknown = sorted(set(raw) - {"description", "data", "latents", "stages"})
+    unknown += sorted(f"stages.{k}" for k in set(raw["stages"]) - set(PRESET_STAGES))
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}")
-    st = raw["stages"]
-    teacher = st.get("teacher") or {}
-    if ("ref" in teacher) == ("config" in teacher):
-        raise ConfigError(f"{path}: stages.teacher needs exactly one of 'ref' or 'config'")
-    if raw.get("latents", "auto") not in ("auto", "posterior", "prior"):
-        raise ConfigError(f"{path}: latents must be auto, posterior or prior")
-    return PipelinePreset(
-        name=str(ref),
-        description=raw.get("description", ""),
-        data=raw.get("data"),
-        latents=raw.get("latents", "auto"),
-        teacher_ref=teacher.get("ref"),
-        teach=None if "ref" in teacher else _budget(teacher, f"{path}:stages.teacher"),
-        encoder=_budget(st["encoder"], f"{path}:stages.encoder"),
-        decoder=_budget(st["decoder"], f"{path}:stages.decoder"),
-        finetune_on_encoder=bool(st["decoder"].get("finetune_on_encoder", False)),
-        benchmark=dict(st.get("benchmark", {})),
-    )
+        raise ConfigError(f"{path}: unknown key(s) {unknown}")
+    stages = raw["stages"]
+    for name in ("encoder", "decoder"):
+        if name not in stages:
+            raise ConfigError(f"{path}: missing stages.{name}")
+    teacher = from_dict(TeacherSpec, stages.get("teacher", {}), f"{path}:stages.teacher")
+    encoder = from_dict(TrainingBudget, stages["encoder"], f"{path}:stages.encoder")
+    decoder = from_dict(DecoderBudget, stages["decoder"], f"{path}:stages.decoder")
+    try:
+        return PipelinePreset(str(ref), str(raw.get("description", "")), raw.get("data"),
+                              raw.get("latents", "auto"), teacher, encoder, decoder,
+                              dict(stages.get("benchmark", {})))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def resolve_data(ref: str) -> str:
@@ -245,17 +267,17 @@ def run_pipeline(
         return max_steps if b.max_steps is None else min(max_steps, b.max_steps)
 
     # 1. teacher
-    if preset.teacher_ref is not None:
-        teacher_ref: str = preset.teacher_ref
+    teach = preset.teacher.budget
+    if teach is None:
+        teacher_ref = str(preset.teacher.ref)
         reports.append(StageReport("teacher", "loaded", 0.0, teacher_ref, "pretrained"))
     else:
         from .training.teach import run_teach
 
-        assert preset.teach is not None  # guaranteed by load_preset
         teacher_dir = run / "teacher"
         _run_training("teacher", teacher_dir, run_teach, dict(
-            config_ref=preset.teach.config, data_ref=data_ref, device=device,
-            max_steps=cap(preset.teach), max_minutes=preset.teach.max_minutes, seed=seed,
+            config_ref=teach.config, data_ref=data_ref, device=device,
+            max_steps=cap(teach), max_minutes=teach.max_minutes, seed=seed,
         ), reports, log)
         teacher_ref = str(teacher_dir)
 
@@ -277,7 +299,7 @@ def run_pipeline(
         teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.decoder.config,
         latents=preset.latents, device=device, max_steps=cap(preset.decoder),
         max_minutes=preset.decoder.max_minutes, seed=seed, cache_dir=cache_dir,
-        encoder_run=encoder_dir if preset.finetune_on_encoder else None,
+        encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
     ), reports, log)
 
     # 4. export

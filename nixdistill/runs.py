@@ -208,23 +208,22 @@ def decoder_from_run(run: str | Path | dict[str, Any]) -> tuple[nn.Module, dict[
     Args:
         run: run folder, checkpoint file, or an already loaded checkpoint dict.
     Returns:
-        (decoder in eval mode, decoder_config with ``kind``, checkpoint dict).
+        (decoder in eval mode, its config dict (with ``kind``), checkpoint dict).
     Raises:
         CheckpointError: no checkpoint, or not a decoder run.
     """
-    from .students.decoder import build_decoder
+    from .students.decoder import build_decoder, decoder_config_from_dict
 
     ckpt = run if isinstance(run, dict) else load_checkpoint(run)
     config = ckpt.get("config") or {}
-    model = dict(config.get("model") or {})
+    model = config.get("model") or {}
     if "decoder" not in ckpt.get("models", {}) or "kind" not in model:
         raise CheckpointError(f"{ckpt.get('path', run)} is not a distil-decoder run")
-    hop = int(config["audio"]["hop_length"])
-    kind = model.pop("kind")
-    decoder = build_decoder(kind, model, hop)
+    cfg = decoder_config_from_dict(model["kind"], model, f"{ckpt.get('path', run)}:model")
+    decoder = build_decoder(cfg.kind, cfg, int(config["audio"]["hop_length"]))
     decoder.load_state_dict(ckpt["models"]["decoder"])
     decoder.remove_weight_norm().eval()
-    return decoder, {"kind": kind, **model}, ckpt
+    return decoder, dataclasses.asdict(cfg), ckpt
 
 
 def encoder_from_run(

@@ -59,6 +59,7 @@ class NixDecoderConfig:
     """Nix-TTS decoder (HiFi-GAN generator with depthwise-separable residual blocks).
 
     Attributes:
+        kind: ``"nix"`` (names this config in JSON: ``{"kind": "nix", ...}``).
         inter_channels: channels of the latent ``z`` (the teacher's ``inter_channels``).
         gin_channels: speaker-embedding channels of ``g`` (0: single speaker).
         upsample_initial_channel: channels after the pre-convolution; halved at every
@@ -73,6 +74,7 @@ class NixDecoderConfig:
         leaky_relu_slope: negative slope of the LeakyReLUs inside the network.
     """
 
+    kind: str = "nix"
     inter_channels: int = 192
     gin_channels: int = 0
     upsample_initial_channel: int = 256
@@ -87,6 +89,8 @@ class NixDecoderConfig:
     leaky_relu_slope: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.kind != "nix":
+            raise ConfigError(f"decoder: a NixDecoderConfig has kind 'nix', got {self.kind!r}")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
             raise ConfigError(
                 f"decoder: upsample_rates {self.upsample_rates} and upsample_kernel_sizes "
@@ -123,6 +127,7 @@ class ISTFTDecoderConfig:
     """Vocos-style decoder: ConvNeXt backbone at frame rate + iSTFT Fourier head.
 
     Attributes:
+        kind: ``"istft"`` (names this config in JSON: ``{"kind": "istft", ...}``).
         inter_channels: channels of the latent ``z``.
         gin_channels: speaker-embedding channels of ``g`` (0: single speaker).
         dim: backbone channels.
@@ -139,6 +144,7 @@ class ISTFTDecoderConfig:
             ``t * hop``; students exported before 0.2). See :class:`InverseSTFT`.
     """
 
+    kind: str = "istft"
     inter_channels: int = 192
     gin_channels: int = 0
     dim: int = 256
@@ -152,6 +158,8 @@ class ISTFTDecoderConfig:
     padding: str = "same"
 
     def __post_init__(self) -> None:
+        if self.kind != "istft":
+            raise ConfigError(f"decoder: an ISTFTDecoderConfig has kind 'istft', got {self.kind!r}")
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"decoder: kernel_size must be odd, got {self.kernel_size}")
         if self.n_layers <= 0:
@@ -180,7 +188,7 @@ DECODER_KINDS: dict[str, type] = {"nix": NixDecoderConfig, "istft": ISTFTDecoder
 def decoder_config_from_dict(
     kind: str, d: dict[str, Any], where: str = "decoder"
 ) -> NixDecoderConfig | ISTFTDecoderConfig:
-    """Parse a decoder config section (without its ``kind`` key).
+    """Parse a decoder config section (its ``kind`` key, when present, must equal ``kind``).
 
     Raises:
         ConfigError: unknown kind, unknown keys, wrong types or broken invariants.
@@ -290,7 +298,7 @@ class NixDecoder(nn.Module):
 _ENVELOPE_FLOOR = 1e-11
 
 
-def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
+def overlap_add(frames: torch.Tensor, hop_length: int, n_fft: int | None = None) -> torch.Tensor:
     """Overlap-add frames with a stride of ``hop_length`` samples.
 
     When ``n_fft`` is a multiple of the hop (the default ``n_fft = 4 * hop_length``) the sum is
@@ -300,10 +308,13 @@ def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
     Args:
         frames: time-domain frames, [B, n_fft, T_frames].
         hop_length: frame shift in samples.
+        n_fft: frame length (default ``frames.shape[1]``; pass it to keep it a constant under
+            tracing).
     Returns:
         signal, [B, 1, (T_frames - 1) * hop_length + n_fft].
     """
-    b, n_fft, t = frames.shape
+    b, _, t = frames.shape
+    n_fft = int(frames.shape[1]) if n_fft is None else n_fft
     if n_fft % hop_length:
         out = F.fold(frames, output_size=(1, (t - 1) * hop_length + n_fft),
                      kernel_size=(1, n_fft), stride=(1, hop_length))
@@ -388,9 +399,9 @@ class InverseSTFT(nn.Module):
         Returns:
             wav, [B, 1, T_frames * hop_length].
         """
-        wav = overlap_add(self.frames(real, imag), self.hop_length)
+        wav = overlap_add(self.frames(real, imag), self.hop_length, self.n_fft)
         ones = torch.ones_like(real[:1, :1, :])  # [1, 1, T]: the envelope follows T_frames
-        envelope = overlap_add(self.window_sq.to(wav.dtype) * ones, self.hop_length)
+        envelope = overlap_add(self.window_sq.to(wav.dtype) * ones, self.hop_length, self.n_fft)
         wav = wav / envelope.clamp_min(_ENVELOPE_FLOOR)
         end = wav.shape[-1] - self.trim_end
         return wav[..., self.trim_start:end] if self.trim_end else wav[..., self.trim_start:]

@@ -12,12 +12,13 @@ from click.testing import CliRunner
 from nixdistill.cli import cli
 from nixdistill.config import ConfigError, load_config, resolve_config_path
 from nixdistill.export import export_student
+from nixdistill.runs import CheckpointError, decoder_from_run, load_checkpoint, save_checkpoint
 from nixdistill.student import load_student
+from nixdistill.students.decoder import NixDecoderConfig
 from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
 from nixdistill.teacher import build_teacher_model
 from nixdistill.text import build_frontend
-from nixdistill.runs import CheckpointError, decoder_from_run, load_checkpoint, save_checkpoint
-from nixdistill.training.distil_decoder import decoder_model_config
+from nixdistill.training.setup import decoder_model_config
 
 
 def _train_checkpoint(stage: str, models: dict, config: dict, meta: dict) -> dict:
@@ -134,6 +135,46 @@ def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_lj
     assert not (tmp_path / "p.onnx").exists()
 
 
+def test_decoder_validates_the_students_real_path_and_can_start_from_a_run(
+        tmp_path, tiny_teacher, tiny_ljspeech, tiny_encoder_run):
+    """With --encoder, evaluation runs encoder -> decoder (val/student_mel_l1,
+    val/student_duration_ratio); --init starts from another run's decoder weights."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = _distil(tmp_path / "a", tiny_teacher, tiny_ljspeech, "tiny/decoder_istft",
+                    "--max-steps", "1", "--latents", "prior", "--encoder", str(tiny_encoder_run))
+    acc = EventAccumulator(str(first / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"val/student_mel_l1", "val/student_duration_ratio"} <= tags, tags
+    ratio = acc.Scalars("val/student_duration_ratio")[-1].value
+    assert ratio > 0
+    assert "eval/student_end_to_end" in acc.Tags()["audio"]
+    # the encoder latents use the encoder's own default noise
+    ckpt = load_checkpoint(first)
+    assert ckpt["meta"]["latent_settings"]["noise_scale"] == pytest.approx(0.667)
+    second = _distil(tmp_path / "b", tiny_teacher, tiny_ljspeech, "tiny/decoder_istft",
+                     "--max-steps", "0", "--latents", "prior", "--init", str(first))
+    a, b = load_checkpoint(first)["models"]["decoder"], load_checkpoint(second)["models"]["decoder"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_decoder_refuses_latent_settings_other_than_the_encoder_runs(
+        tmp_path, tiny_teacher, tiny_ljspeech, tiny_encoder_run):
+    from nixdistill.latents import LatentError
+    from nixdistill.training.distil_decoder import run_distil_decoder
+
+    ckpt = load_checkpoint(tiny_encoder_run)
+    ckpt["meta"]["latent_settings"] = {"noise_scale": 0.5, "length_scale": 1.0,
+                                       "noise_scale_w": 0.8, "posterior_noise_scale": 1.0}
+    ckpt.pop("path", None)
+    other = tmp_path / "enc"
+    save_checkpoint(other / "checkpoints" / "last.pt", ckpt)
+    with pytest.raises(LatentError, match="noise_scale: 0.667 != 0.5"):
+        run_distil_decoder(tiny_teacher, tiny_ljspeech, "tiny/decoder_istft", tmp_path / "run",
+                           latents="prior", encoder_run=other, max_steps=1)
+
+
 @pytest.mark.slow
 def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
     """40 reconstruction-only steps at a high learning rate clearly lower the mel L1."""
@@ -165,15 +206,18 @@ def test_shipped_decoder_configs_build(name, hop):
     from nixdistill.students.decoder import build_decoder
 
     cfg = load_config(name)
-    kind, dec_cfg = decoder_model_config(cfg.model, 16, name)
-    decoder = build_decoder(kind, dec_cfg, hop)
+    dec_cfg = decoder_model_config(cfg.model, 16, name)
+    decoder = build_decoder(dec_cfg.kind, dec_cfg, hop)
     assert decoder(torch.randn(1, 16, 2)).shape == (1, 1, 2 * hop)
 
 
 def test_decoder_config_takes_inter_channels_from_teacher():
-    kind, cfg = decoder_model_config({"kind": "istft", "dim": 8}, 24, "t")
-    assert kind == "istft" and cfg.inter_channels == 24
+    cfg = decoder_model_config({"kind": "istft", "dim": 8}, 24, "t")
+    assert cfg.kind == "istft" and cfg.inter_channels == 24
+    assert dataclasses.asdict(cfg)["kind"] == "istft"  # the kind travels with the config
     with pytest.raises(ConfigError, match="inter_channels"):
         decoder_model_config({"kind": "nix", "inter_channels": 8}, 24, "t")
     with pytest.raises(ConfigError, match="kind"):
         decoder_model_config({"dim": 8}, 24, "t")
+    with pytest.raises(ConfigError, match="kind 'nix'"):
+        NixDecoderConfig(kind="istft")

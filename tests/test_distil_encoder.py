@@ -203,7 +203,8 @@ def test_posterior_on_a_prior_only_teacher_is_a_clear_error(tiny_teacher_file, t
 
 def test_stage_keeps_teacher_frozen_and_trains_stochastic_encoder(tiny_teacher, tiny_ljspeech,
                                                                   tmp_path):
-    from nixdistill.training.distil_encoder import DistilEncoderStage, encoder_model_config
+    from nixdistill.training.distil_encoder import DistilEncoderStage
+    from nixdistill.training.setup import encoder_model_config
     from nixdistill.training.loop import Trainer
 
     cfg = load_config("tiny/encoder", {"train": {"max_steps": 3, "eval_interval": 100}})

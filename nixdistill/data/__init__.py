@@ -9,11 +9,11 @@ from .readers import (
     AudioInfo, DataError, Utterance, audio_info, detect_kind, read_dataset, scan_audio,
 )
 from .sampler import BucketSampler, make_loader
-from .split import DataSplit, split_utterances, train_val_utterances
+from .split import DataSplit, split_utterances, train_val_utterances, usable_utterances
 
 __all__ = [
     "AudioInfo", "AudioTextDataset", "Batch", "BucketSampler", "DataError", "DataSplit", "Item",
     "PrepareError", "PrepareReport", "SkippedItem", "TextOnlyDataset", "Utterance",
     "audio_info", "collate", "detect_kind", "make_loader", "prepare_dataset", "read_dataset",
-    "scan_audio", "split_utterances", "train_val_utterances",
+    "scan_audio", "split_utterances", "train_val_utterances", "usable_utterances",
 ]

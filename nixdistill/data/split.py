@@ -1,4 +1,4 @@
-"""The train/validation split every training stage uses.
+"""Which items a training stage uses: the train/validation split and the usable-item filter.
 
 A validation list given explicitly wins over splitting:
 
@@ -7,6 +7,9 @@ A validation list given explicitly wins over splitting:
    training list);
 3. otherwise the last ``data.val_size`` items of the dataset are held out, at most half of it
    (as ``nixdistill prepare`` does); a single item serves as both.
+
+:func:`usable_utterances` drops items a stage cannot train on (duration range, shorter than a
+training segment, more tokens than frames: monotonic alignment search has no path then).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence, TypeVar
 
-from ..config import DataConfig
+from ..config import AudioConfig, DataConfig
+from .dataset import AudioTextDataset
 from .readers import DataError, Utterance, read_dataset
 
-__all__ = ["DataSplit", "split_utterances", "train_val_utterances", "PREPARED_TRAIN",
-           "PREPARED_VAL"]
+__all__ = ["DataSplit", "split_utterances", "train_val_utterances", "usable_utterances",
+           "PREPARED_TRAIN", "PREPARED_VAL"]
 
 T = TypeVar("T")
 PREPARED_TRAIN = "train.txt"
@@ -92,3 +96,34 @@ def train_val_utterances(
         raise DataError(f"{ref}: {len(train)} training and {len(val)} validation item(s) left; "
                         "both lists need at least one")
     return DataSplit(train, val, origin)
+
+
+def usable_utterances(
+    utterances: list[Utterance], frontend, audio: AudioConfig,
+    seconds: tuple[float, float] | None = None, min_frames: int = 0,
+) -> tuple[list[Utterance], dict[str, int]]:
+    """The items with audio a stage can train on, and how many were dropped for each reason.
+
+    Args:
+        utterances: items with audio.
+        frontend: the text frontend (token counts).
+        audio: audio settings (frames at the training rate).
+        seconds: ``(min_seconds, max_seconds)`` to keep, or ``None`` for any duration.
+        min_frames: fewest frames an item needs (a training segment).
+    Returns:
+        (kept items in order, ``{"duration", "shorter_than_segment",
+        "text_longer_than_audio"}`` counts).
+    """
+    probe = AudioTextDataset(utterances, frontend, audio)
+    kept: list[Utterance] = []
+    dropped = {"duration": 0, "shorter_than_segment": 0, "text_longer_than_audio": 0}
+    for u, frames, duration_s in zip(utterances, probe.lengths, probe.durations_s):
+        if seconds is not None and not seconds[0] <= duration_s <= seconds[1]:
+            dropped["duration"] += 1
+        elif frames < min_frames:
+            dropped["shorter_than_segment"] += 1
+        elif len(frontend.encode(u.text, u.utt_id)) > frames:
+            dropped["text_longer_than_audio"] += 1
+        else:
+            kept.append(u)
+    return kept, dropped

@@ -35,20 +35,20 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
-from ..latents import LatentCache, teacher_latents
+from ..latents import LatentCache, LatentSettings, resolve_latent_settings, teacher_latents
 from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
-from ..runs import encoder_from_run
-from .distil import DistilOptions, prepare_distillation
+from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
+from .setup import DistilOptions, decoder_model_config, prepare_distillation
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
 from .logging import plot_spectrogram
 from .loop import Trainer, TrainResult
-from .stage import Stage, fit_length, log_mel, speaker_ids
+from .stage import (Stage, fit_length, log_mel, random_segment_starts, slice_frames,
+                    speaker_ids)
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
     "DecoderOptions",
     "DistilDecoderStage",
-    "decoder_model_config",
     "run_distil_decoder",
 ]
 
@@ -68,14 +68,16 @@ class DecoderOptions(DistilOptions):
             sample rate.
         discriminator: :class:`DiscriminatorSettings`.
         encoder_latent_ratio: share of batches on the student encoder's latents (``--encoder``).
-        encoder_noise_scale: noise of the encoder's latent sample.
+        encoder_noise_scale: noise of the encoder's latent sample; ``None`` (default): the
+            encoder's own inference default (``noise_scale`` of its config), so the decoder
+            learns the latents it will decode at inference.
     """
 
     eval_items: int = 4
     stft_resolutions: list[list[int]] | None = None
     discriminator: DiscriminatorSettings = dataclasses.field(default_factory=DiscriminatorSettings)
     encoder_latent_ratio: float = 0.5
-    encoder_noise_scale: float = 1.0
+    encoder_noise_scale: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,52 +86,13 @@ class DecoderOptions(DistilOptions):
             raise ConfigError("train.extra.encoder_latent_ratio must be in [0, 1]")
 
 
-def decoder_model_config(model: dict[str, Any], teacher_inter: int, where: str) -> tuple[str, Any]:
-    """``(kind, config dataclass)`` of a decoder config section, ``inter_channels`` from the teacher.
-
-    The student decoder is speaker-agnostic (``gin_channels`` 0): the teacher's ``z`` already
-    carries the speaker.
-
-    Raises:
-        ConfigError: missing/unknown kind, bad fields, or an ``inter_channels`` that differs from
-            the teacher's.
-    """
-    from ..students.decoder import decoder_config_from_dict
-
-    fields = dict(model)
-    kind = fields.pop("kind", None)
-    if kind is None:
-        raise ConfigError(f"{where}: model.kind is required ('nix' or 'istft')")
-    inter = fields.setdefault("inter_channels", teacher_inter)
-    if inter != teacher_inter:
-        raise ConfigError(f"{where}: model.inter_channels ({inter}) must equal the teacher's "
-                          f"inter_channels ({teacher_inter})")
-    return kind, decoder_config_from_dict(kind, fields, f"{where}:model")
-
-
-def _segment_starts(lengths: torch.Tensor, segment_frames: int) -> list[int]:
-    """Random start frame per item, uniform over the valid positions (global torch RNG)."""
-    starts = []
-    for n in lengths.tolist():
-        high = max(int(n) - segment_frames, 0) + 1
-        starts.append(int(torch.randint(high, (1,)).item()))
-    return starts
-
-
-def _slice_frames(x: torch.Tensor, starts: list[int], frames: int) -> torch.Tensor:
-    """[B, C, T] -> [B, C, frames] from per-item starts (zero-padded past the end)."""
-    if x.shape[-1] < max(starts) + frames:
-        x = nn.functional.pad(x, (0, max(starts) + frames - x.shape[-1]))
-    return torch.stack([x[i, :, s:s + frames] for i, s in enumerate(starts)])
-
-
 class DistilDecoderStage(Stage):
     """Training-loop stage for decoder distillation (see the module docstring).
 
     Args:
         teacher: a loaded :class:`nixdistill.teacher.Teacher` (frozen).
         cfg: the resolved experiment config (audio = the teacher's).
-        kind / decoder_cfg: student decoder kind and config.
+        decoder_cfg: student decoder config (its ``kind`` picks the decoder).
         train_set / eval_set: datasets (``AudioTextDataset`` or ``TextOnlyDataset``).
         source: ``"posterior"`` or ``"prior"`` latents.
         encoder: trained student encoder (frozen) for inference-like latents, or None.
@@ -142,7 +105,7 @@ class DistilDecoderStage(Stage):
     Options = DecoderOptions
     DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 
-    def __init__(self, teacher, cfg: ExperimentConfig, kind: str, decoder_cfg, train_set,
+    def __init__(self, teacher, cfg: ExperimentConfig, decoder_cfg, train_set,
                  eval_set, source: str, encoder: nn.Module | None = None,
                  cache: LatentCache | None = None, options: DecoderOptions | None = None) -> None:
         from ..students.decoder import build_decoder
@@ -150,7 +113,6 @@ class DistilDecoderStage(Stage):
         super().__init__(cfg.train, options, cfg.source)
         self.teacher = teacher
         self.audio = cfg.audio
-        self.kind = kind
         self.decoder_cfg = decoder_cfg
         self.train_set = train_set
         self.eval_set = eval_set
@@ -165,8 +127,10 @@ class DistilDecoderStage(Stage):
         self.use_disc = self.loss_weights["adv"] > 0 or self.loss_weights["fm"] > 0
         self.eval_items = self.options.eval_items
         self.encoder_ratio = self.options.encoder_latent_ratio
-        self.encoder_noise = self.options.encoder_noise_scale
-        self.decoder = build_decoder(kind, decoder_cfg, cfg.audio.hop_length)
+        self.encoder_noise = (self.options.encoder_noise_scale
+                              if self.options.encoder_noise_scale is not None or encoder is None
+                              else float(encoder.config.noise_scale))
+        self.decoder = build_decoder(decoder_cfg.kind, decoder_cfg, cfg.audio.hop_length)
         self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
                               if self.use_disc else None)
         self._eval_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -213,11 +177,11 @@ class DistilDecoderStage(Stage):
             use_encoder = (self.encoder is not None
                            and float(torch.rand(())) < self.encoder_ratio)
             z_in = self._encoder_latents(batch, lat) if use_encoder else lat.z
-            starts = _segment_starts(lat.y_lengths, frames)
-            z_teacher = _slice_frames(lat.z, starts, frames)
-            z_seg = _slice_frames(z_in, starts, frames)
+            starts = random_segment_starts(lat.y_lengths, frames)
+            z_teacher = slice_frames(lat.z, starts, frames)
+            z_seg = slice_frames(z_in, starts, frames)
             wav_slice = (None if lat.wav is None else
-                         _slice_frames(lat.wav, [s * hop for s in starts], frames * hop).float())
+                         slice_frames(lat.wav, [s * hop for s in starts], frames * hop).float())
             if self.source == "prior" and wav_slice is not None:
                 # Prior latents come with the teacher's own audio for this very z, decoded
                 # with full context: the segment of it is the teacher target, no second pass.
@@ -271,23 +235,58 @@ class DistilDecoderStage(Stage):
 
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
+        """Held-out ``val/mel_l1``: teacher ``z`` -> student decoder vs the teacher decoder.
+
+        With an encoder (``--encoder``) also the student's real path, encoder -> decoder at the
+        encoder's default settings: ``student_mel_l1`` (with the teacher's durations, so frames
+        align) and ``student_duration_ratio`` (own durations; student frames / teacher frames),
+        plus its audio and mel in TensorBoard.
+        """
         held = self._held_out(ctx.device)
         if not held:
             return {}
         was_training = self.decoder.training
         self.decoder.eval()
-        losses = []
+        losses, path_l1, ratios = [], [], []
         for i, (z, wav_teacher) in enumerate(held):
             y_hat = self.decoder(z).float()
             mel_hat, mel_t = self._mel(y_hat), self._mel(wav_teacher)
             losses.append(float(mel_l1(mel_hat, mel_t)))
+            if self.encoder is not None and self.source == "prior":
+                path = self._student_path(i, z.shape[-1], ctx.device)
+                mel_s = self._mel(self.decoder(path["z_aligned"]).float())
+                path_l1.append(float(mel_l1(mel_s, mel_t)))
+                ratios.append(path["frames"] / z.shape[-1])
+                if i == 0:
+                    wav_s = self.decoder(path["z_free"]).float()
+                    ctx.log_audio("eval/student_end_to_end", wav_s[0, 0].cpu(),
+                                  self.audio.sample_rate)
+                    ctx.log_image("eval/mel_student_end_to_end", plot_spectrogram(
+                        self._mel(wav_s)[0].cpu(), "student encoder -> student decoder"))
             if i == 0:
                 ctx.log_audio("eval/student", y_hat[0, 0].cpu(), self.audio.sample_rate)
                 ctx.log_audio("eval/teacher", wav_teacher[0, 0].cpu(), self.audio.sample_rate)
                 ctx.log_image("eval/mel_student", plot_spectrogram(mel_hat[0].cpu(), "student"))
                 ctx.log_image("eval/mel_teacher", plot_spectrogram(mel_t[0].cpu(), "teacher"))
         self.decoder.train(was_training)
-        return {"mel_l1": sum(losses) / len(losses)}
+        metrics = {"mel_l1": sum(losses) / len(losses)}
+        if path_l1:
+            metrics["student_mel_l1"] = sum(path_l1) / len(path_l1)
+            metrics["student_duration_ratio"] = sum(ratios) / len(ratios)
+        return metrics
+
+    def _student_path(self, i: int, n_frames: int, device) -> dict[str, Any]:
+        """The encoder's latents for held-out item ``i`` at its default settings (seeded):
+        with the teacher's durations (``z_aligned``) and with its own (``z_free``, ``frames``)."""
+        batch = collate([self.eval_set[i]]).to(device)
+        lat = teacher_latents(self.teacher, batch, self.source,
+                              torch.Generator().manual_seed(self.train_cfg.seed))
+        gen = torch.Generator(device=device).manual_seed(self.train_cfg.seed + i)
+        aligned = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, w_ceil=lat.w_ceil,
+                                     generator=gen)
+        free = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, generator=gen)
+        return {"z_aligned": fit_length(aligned.z, n_frames), "z_free": free.z,
+                "frames": int(free.y_mask.sum())}
 
 
 # -------------------------------------------------------------------------------- runner
@@ -296,6 +295,7 @@ def run_distil_decoder(
     latents: str = "auto", encoder_run: str | Path | None = None, device: str = "cpu",
     resume: bool = False, max_steps: int | None = None, max_minutes: float | None = None,
     seed: int | None = None, cache_dir: str | Path | None = None,
+    init_run: str | Path | None = None,
 ) -> TrainResult:
     """Train a student decoder (``nixdistill distil-decoder``).
 
@@ -313,23 +313,36 @@ def run_distil_decoder(
         seed: override ``train.seed``.
         cache_dir: teacher-latent cache folder (see :func:`nixdistill.latents.open_latent_cache`);
             point it at the encoder run's cache to reuse its teacher passes.
+        init_run: a ``distil-decoder`` run whose decoder weights start this one (e.g. a short
+            adversarial polish after a reconstruction-only run); same decoder config required.
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop.
     Raises:
-        ConfigError, NixdistillError: bad config, data or teacher.
+        ConfigError, NixdistillError: bad config, data or teacher; latent settings that differ
+            from the encoder run's or the cache's (:class:`~nixdistill.latents.LatentError`).
     """
     run = prepare_distillation(
         DistilDecoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
         max_steps, max_minutes, seed, cache_dir=cache_dir)
     cfg = run.cfg
-    kind, dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels,
-                                         cfg.source)
-    cfg = dataclasses.replace(cfg, model={"kind": kind, **dataclasses.asdict(dec_cfg)})
+    dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels, cfg.source)
+    cfg = dataclasses.replace(cfg, model=dataclasses.asdict(dec_cfg))
     encoder = None
     if encoder_run is not None:
-        encoder, _, _ = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
+        encoder, _, enc_ckpt = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
         encoder.requires_grad_(False).to(device)
-    stage = DistilDecoderStage(run.teacher, cfg, kind, dec_cfg, run.train_set, run.eval_set,
+        enc_settings = (enc_ckpt.get("meta") or {}).get("latent_settings")
+        resolve_latent_settings(run.options.latent_settings(), {
+            f"encoder run {encoder_run}": (None if enc_settings is None else
+                                           LatentSettings.from_dict(enc_settings))})
+    stage = DistilDecoderStage(run.teacher, cfg, dec_cfg, run.train_set, run.eval_set,
                                run.source, encoder, run.cache, run.options)
-    meta = {**run.meta, "encoder_run": None if encoder_run is None else str(encoder_run)}
+    if init_run is not None and not (resume and latest_checkpoint(out_dir) is not None):
+        init = load_checkpoint(init_run)
+        if "decoder" not in init.get("models", {}) or init["config"]["model"] != dict(cfg.model):
+            raise ConfigError(f"--init {init_run}: not a distil-decoder run with the decoder "
+                              f"config of {cfg.source}")
+        stage.decoder.load_state_dict(init["models"]["decoder"])
+    meta = {**run.meta, "encoder_run": None if encoder_run is None else str(encoder_run),
+            "init_run": None if init_run is None else str(init_run)}
     return Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()

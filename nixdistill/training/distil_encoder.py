@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import ExperimentConfig, from_dict
+from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, teacher_latents
@@ -48,7 +48,7 @@ from ..losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
     gaussian_kl_loss, gaussian_nll_loss,
 )
-from .distil import DistilOptions, prepare_distillation
+from .setup import DistilOptions, encoder_model_config, prepare_distillation
 from .logging import plot_alignment, plot_spectrogram
 from .loop import Trainer, TrainResult
 from .stage import Stage, fit_length, log_mel, speaker_ids
@@ -57,7 +57,6 @@ __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
     "EncoderOptions",
     "DistilEncoderStage",
-    "encoder_model_config",
     "run_distil_encoder",
 ]
 
@@ -88,37 +87,6 @@ class EncoderOptions(DistilOptions):
             raise ConfigError(f"train.extra.kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
         if self.bin_start_step < 0 or self.bin_ramp_steps < 0:
             raise ConfigError("train.extra.bin_start_step and bin_ramp_steps must be >= 0")
-
-
-def encoder_model_config(model: dict[str, Any], teacher, where: str):
-    """The :class:`NixEncoderConfig` of a ``model`` section, completed from the teacher.
-
-    ``n_vocab`` comes from the teacher's text frontend, ``n_mels`` from its audio config,
-    ``inter_channels`` and ``n_speakers`` (and ``gin_channels`` for multi-speaker teachers, if
-    unset) from its model.
-
-    Raises:
-        ConfigError: unknown/bad fields, or values that contradict the teacher.
-    """
-    from ..students.encoder import NixEncoderConfig
-
-    fields = dict(model)
-    derived = {
-        "n_vocab": int(teacher.frontend.n_vocab),
-        "n_mels": int(teacher.audio.n_mels),
-        "inter_channels": int(teacher.model_config.inter_channels),
-        "n_speakers": int(teacher.n_speakers),
-    }
-    for key, value in derived.items():
-        given = fields.setdefault(key, value)
-        if key != "n_vocab" and given != value:
-            raise ConfigError(f"{where}: model.{key} ({given}) must equal the teacher's ({value})")
-    if fields["n_vocab"] < derived["n_vocab"]:
-        raise ConfigError(f"{where}: model.n_vocab ({fields['n_vocab']}) is smaller than the "
-                          f"teacher frontend's {derived['n_vocab']} symbols")
-    if derived["n_speakers"] > 1 and not fields.get("gin_channels"):
-        fields["gin_channels"] = int(teacher.model_config.gin_channels or 0)
-    return from_dict(NixEncoderConfig, fields, f"{where}:model")
 
 
 class DistilEncoderStage(Stage):
@@ -236,15 +204,23 @@ class DistilEncoderStage(Stage):
     def evaluate(self, ctx) -> dict[str, float]:
         """Student ``z`` with the teacher's durations -> teacher decoder, vs teacher synthesis.
 
-        Returns ``{"mel_l1", "dur_log_l1"}`` (the loop logs them as ``val/*``); logs audio, the
-        student's alignment of the first item and latent statistics.
+        Returns (the loop logs them as ``val/*``):
+
+        - ``mel_l1``: log-mel L1 of that pair;
+        - ``dur_log_l1``: mean |log w_student - log w_teacher| per token (own durations);
+        - ``duration_ratio``: student frames / teacher frames with its own durations;
+        - ``align_within_1``: share of tokens whose aligner (MAS) duration is within +-1 frame
+          of the teacher's, and ``align_dur_log_l1`` -- how well the student's own alignment
+          learning agrees with the durations the teacher used (prior latents only).
+
+        Logs audio, the student's alignment of the first item and latent statistics.
         """
         n_items = min(self.options.eval_items, len(self.eval_set))
         if n_items == 0:
             return {}
         encoder = self.encoder
         model = self.teacher.model
-        mel_l1s, dur_l1s = [], []
+        mel_l1s, dur_l1s, ratios, within, align_l1s = [], [], [], [], []
         for i in range(n_items):
             batch = collate([self.eval_set[i]]).to(ctx.device)
             sid_t, sid_s = self._teacher_sid(batch), self._sid(batch)
@@ -268,6 +244,16 @@ class DistilEncoderStage(Stage):
             dur_l1s.append(float((torch.log(free.w_ceil[0, :n_tok].float().clamp(min=1))
                                   - torch.log(w_teacher[0, :n_tok].float().clamp(min=1)))
                                  .abs().mean()))
+            ratios.append(float(free.w_ceil.sum()) / max(n_frames, 1))
+            if self.source == "prior":
+                mel_ref = fit_length(log_mel(wav_t, self.audio), n_frames)
+                out = encoder(batch.x, batch.x_lengths, mel_ref, w_teacher.sum(1).long(), sid_s,
+                              w_target=w_teacher)
+                w_align = out.w_align[0, 0, :n_tok]
+                w_ref = w_teacher[0, :n_tok].float()
+                within.append(float(((w_align - w_ref).abs() <= 1).float().mean()))
+                align_l1s.append(float((torch.log(w_align.clamp(min=1))
+                                        - torch.log(w_ref.clamp(min=1))).abs().mean()))
             if i == 0:
                 sr = self.audio.sample_rate
                 ctx.log_audio("eval/student_teacher_durations", wav_s[0, 0].cpu(), sr)
@@ -277,7 +263,13 @@ class DistilEncoderStage(Stage):
                 ctx.log_image("eval/mel_student", plot_spectrogram(mel_s[0].cpu(), "student"))
                 ctx.log_image("eval/mel_teacher", plot_spectrogram(mel_t[0].cpu(), "teacher"))
                 self._log_alignment(batch, ctx)
-        metrics = {"mel_l1": sum(mel_l1s) / len(mel_l1s), "dur_log_l1": sum(dur_l1s) / len(dur_l1s)}
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        metrics = {"mel_l1": mean(mel_l1s), "dur_log_l1": mean(dur_l1s),
+                   "duration_ratio": mean(ratios)}
+        if within:
+            metrics.update(align_within_1=mean(within), align_dur_log_l1=mean(align_l1s))
         return metrics
 
     def _log_alignment(self, batch, ctx) -> None:

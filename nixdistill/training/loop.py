@@ -21,7 +21,6 @@ training RNG, so a resumed run replays the uninterrupted one bit for bit (with
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -51,18 +50,15 @@ from ..runs import (
     write_json_atomic,
 )
 from .context import StepContext, scalar
+from .distributed import DistInfo, init_distributed, resolve_autocast_dtype
 from .rng import capture_rng_state, isolated_rng, restore_rng_state, seed_everything
 from .stage import Stage
 
 __all__ = [
     "TrainResult",
-    "DistInfo",
-    "StepContext",
     "Trainer",
     "TrainingError",
     "make_adamw",
-    "init_distributed",
-    "resolve_autocast_dtype",
 ]
 
 TENSORBOARD_DIRNAME = "tensorboard"
@@ -87,43 +83,6 @@ class TrainResult(NamedTuple):
     checkpoint: Path | None
 
 
-class DistInfo(NamedTuple):
-    """Process placement: ``rank``/``world_size`` (1 without torchrun), ``local_rank``, the
-    device this process trains on, and whether this call created the process group."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    created_group: bool
-
-
-def init_distributed(device: str | torch.device) -> DistInfo:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (idempotent).
-
-    Uses NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``) and gloo on CPU.
-
-    Args:
-        device: the requested device, e.g. ``"cpu"`` or ``"cuda"``.
-    Returns:
-        DistInfo; ``world_size == 1`` and ``rank == 0`` outside torchrun.
-    """
-    dev = torch.device(device)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo(0, 1, 0, dev, False)
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank)
-        torch.cuda.set_device(dev)
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-        created = True
-    return DistInfo(rank, world_size, local_rank, dev, created)
-
-
 def make_adamw(params, train_cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with the config's learning rate, betas, eps and weight decay (VITS: 2e-4,
     (0.8, 0.99), 1e-9, 0.01). ``params`` may be an iterable of tensors or of param groups."""
@@ -131,22 +90,6 @@ def make_adamw(params, train_cfg: TrainConfig) -> torch.optim.AdamW:
         params, lr=train_cfg.learning_rate, betas=tuple(train_cfg.betas), eps=train_cfg.eps,
         weight_decay=train_cfg.weight_decay,
     )
-
-
-def resolve_autocast_dtype(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """Map ``train.precision`` to (autocast dtype or None, whether a GradScaler is needed).
-
-    fp16 is only used on CUDA; elsewhere it falls back to bf16 with a warning.
-    """
-    if precision == "fp32":
-        return None, False
-    if precision == "bf16":
-        return torch.bfloat16, False
-    if device.type == "cuda":
-        return torch.float16, True
-    warnings.warn(f"train.precision fp16 is not supported on {device.type}; using bf16 autocast",
-                  stacklevel=3)
-    return torch.bfloat16, False
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

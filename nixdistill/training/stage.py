@@ -30,7 +30,8 @@ from ..data import collate
 from ..errors import ConfigError
 from .context import StepContext
 
-__all__ = ["NoOptions", "Stage", "merge_loss_weights", "fit_length", "log_mel", "speaker_ids"]
+__all__ = ["NoOptions", "Stage", "merge_loss_weights", "fit_length", "random_segment_starts",
+           "slice_frames", "log_mel", "speaker_ids"]
 
 
 def merge_loss_weights(defaults: dict[str, float], given: dict[str, float],
@@ -52,6 +53,22 @@ def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
     if x.shape[-1] >= length:
         return x[..., :length]
     return nn.functional.pad(x, (0, length - x.shape[-1]))
+
+
+def random_segment_starts(lengths: torch.Tensor, segment_frames: int) -> list[int]:
+    """Random start frame per item, uniform over the valid positions (global torch RNG)."""
+    starts = []
+    for n in lengths.tolist():
+        high = max(int(n) - segment_frames, 0) + 1
+        starts.append(int(torch.randint(high, (1,)).item()))
+    return starts
+
+
+def slice_frames(x: torch.Tensor, starts: list[int], frames: int) -> torch.Tensor:
+    """[B, C, T] -> [B, C, frames] from per-item starts (zero-padded past the end)."""
+    if x.shape[-1] < max(starts) + frames:
+        x = nn.functional.pad(x, (0, max(starts) + frames - x.shape[-1]))
+    return torch.stack([x[i, :, s:s + frames] for i, s in enumerate(starts)])
 
 
 def log_mel(wav: torch.Tensor, audio: AudioConfig) -> torch.Tensor:

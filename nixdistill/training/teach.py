@@ -22,10 +22,7 @@ used for distillation.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,34 +31,28 @@ import torch
 from torch import nn
 
 from ..audio import spec_to_mel
-from ..config import ExperimentConfig, config_from_raw, load_config, train_overrides
-from ..data import AudioTextDataset, Batch, collate, train_val_utterances
-from ..errors import ConfigError, NixdistillError
+from ..config import ExperimentConfig
+from ..data import AudioTextDataset, Batch, collate
+from ..errors import ConfigError
 from ..losses import (discriminator_loss, generator_loss, kl_loss, mel_l1, mr_stft_loss,
                       scaled_resolutions)
-from ..runs import CONFIG_FILENAME
 from ..teachers.commons import slice_segments
 from ..teachers.duration import DurationDiscriminator
-from ..teachers.vits import VITS, VITSConfig
+from ..teachers.vits import VITS
+from .context import StepContext
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
 from .logging import plot_alignment, plot_spectrogram
-from .context import StepContext
 from .loop import Trainer, TrainResult
+from .setup import prepare_teach
 from .stage import Stage, fit_length, log_mel, speaker_ids
 
-__all__ = ["DEFAULT_LOSS_WEIGHTS", "TeachOptions", "TeachStage", "TeachError", "run_teach"]
+__all__ = ["DEFAULT_LOSS_WEIGHTS", "TeachOptions", "TeachStage", "run_teach"]
 
 #: jaywalnut310/vits ``train.py``: loss_gen + loss_fm (x2 inside) + c_mel·mel + loss_dur + c_kl·kl;
 #: ``dur_adv`` is the VITS2 duration discriminator's generator term (used only when it is on).
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "adv": 1.0, "fm": 2.0, "mel": 45.0, "kl": 1.0, "dur": 1.0, "stft": 0.0, "dur_adv": 1.0,
 }
-#: Sub-modules frozen when a prior-only teacher is given a new posterior encoder.
-PRIOR_ONLY_FROZEN = ("enc_p", "dp", "flow", "dec", "emb_g")
-
-
-class TeachError(NixdistillError):
-    """The teach stage cannot run with these inputs (no usable items, bad options)."""
 
 
 @dataclass
@@ -271,50 +262,6 @@ class TeachStage(Stage):
         return {"mel_l1": val_mel_l1, "generated_frames": float(n_gen)}
 
 
-# ---------------------------------------------------------------------------------------------
-
-def _filter_items(dataset: AudioTextDataset, frontend, exp: ExperimentConfig,
-                  segment_frames: int) -> tuple[list[int], dict[str, int]]:
-    """Indices of items usable for MAS training and the count of each rejection reason."""
-    keep, dropped = [], {"duration": 0, "text_longer_than_audio": 0, "shorter_than_segment": 0}
-    for i, (frames, seconds) in enumerate(zip(dataset.lengths, dataset.durations_s)):
-        if not exp.data.min_seconds <= seconds <= exp.data.max_seconds:
-            dropped["duration"] += 1
-        elif frames < segment_frames:
-            dropped["shorter_than_segment"] += 1
-        elif len(frontend.encode(dataset.utterances[i].text, dataset.utterances[i].utt_id)) > frames:
-            dropped["text_longer_than_audio"] += 1  # MAS has no valid path
-        else:
-            keep.append(i)
-    return keep, dropped
-
-
-def _init_generator(init: str, exp: ExperimentConfig, device: str
-                    ) -> tuple[VITS, VITSConfig, ExperimentConfig, str]:
-    """A trainable generator from a loaded teacher (see the module docstring)."""
-    from ..teacher import load_teacher
-
-    teacher = load_teacher(init, device="cpu")
-    extra = dict(exp.train.extra)
-    if teacher.has_posterior:
-        model = teacher.model
-        cfg = teacher.model_config
-        model.requires_grad_(True)
-    else:
-        cfg = dataclasses.replace(teacher.model_config, has_posterior=True,
-                                  spec_channels=teacher.audio.n_freqs)
-        model = VITS(cfg)
-        missing, unexpected = model.load_state_dict(teacher.model.state_dict(), strict=False)
-        new = {k.split(".")[0] for k in missing}
-        if unexpected or not new <= {"enc_q", "dp"}:
-            raise TeachError(f"{init}: cannot graft a posterior encoder onto this teacher "
-                             f"(missing {sorted(new)}, unexpected {unexpected[:5]})")
-        extra["freeze"] = sorted(set(extra.get("freeze", [])) | set(PRIOR_ONLY_FROZEN))
-    train = dataclasses.replace(exp.train, extra=extra)
-    exp = dataclasses.replace(exp, audio=teacher.audio, text=teacher.text, train=train)
-    return model, cfg, exp, teacher.kind
-
-
 def run_teach(config_ref: str | Path | None, data_ref: str | Path, out_dir: str | Path,
               device: str = "cpu", resume: bool = False, max_steps: int | None = None,
               max_minutes: float | None = None, init: str | Path | None = None,
@@ -336,53 +283,7 @@ def run_teach(config_ref: str | Path | None, data_ref: str | Path, out_dir: str 
     Raises:
         ConfigError, DataError, TeachError, CheckpointError: on unusable inputs.
     """
-    from ..teacher import build_teacher_model
-    from ..text import build_frontend
-
-    out_dir = Path(out_dir)
-    saved = out_dir / CONFIG_FILENAME
-    from_run = resume and saved.is_file()
-    if from_run:
-        exp = config_from_raw(json.loads(saved.read_text(encoding="utf-8")), source=str(saved))
-    elif config_ref is None:
-        raise TeachError("teach needs --config (or --resume on a run folder with config.json)")
-    else:
-        exp = load_config(config_ref)
-    changes = train_overrides(max_steps, max_minutes, seed)
-    exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, **changes))
-    torch.manual_seed(exp.train.seed)  # deterministic initialisation
-
-    kind = "nixdistill"
-    if init is not None and not from_run:
-        model, vcfg, exp, kind = _init_generator(str(init), exp, device)
-        frontend = build_frontend(exp.text)
-    else:
-        frontend = build_frontend(exp.text)
-        model, vcfg = build_teacher_model(exp, frontend)
-
-    train_utts, val_utts, _ = train_val_utterances(data_ref, exp.data)
-    missing_audio = [u.utt_id for u in train_utts + val_utts if u.wav_path is None]
-    if missing_audio:
-        raise TeachError(f"{data_ref}: teach needs audio, {len(missing_audio)} item(s) have none "
-                         f"(e.g. {missing_audio[0]})")
-    train_set = AudioTextDataset(train_utts, frontend, exp.audio)
-    keep, dropped = _filter_items(train_set, frontend, exp, vcfg.segment_size)
-    if not keep:
-        raise TeachError(f"{data_ref}: no training item is usable ({dropped})")
-    if len(keep) < len(train_set):
-        warnings.warn(f"teach: skipped {len(train_set) - len(keep)} training item(s): {dropped}",
-                      stacklevel=2)
-        train_set = AudioTextDataset([train_utts[i] for i in keep], frontend, exp.audio)
-    val_set = AudioTextDataset(val_utts, frontend, exp.audio)
-    if len(train_set) < exp.train.batch_size:
-        raise TeachError(f"{data_ref}: {len(train_set)} training item(s) is fewer than "
-                         f"train.batch_size = {exp.train.batch_size}")
-
-    stage = TeachStage(exp, model, train_set, val_set)
-    config_dict = exp.to_dict()
-    config_dict["model"] = dataclasses.asdict(vcfg)
-    meta = {"frontend": frontend.to_dict(), "init": None if init is None else str(init),
-            "init_kind": kind, "n_train": len(train_set), "n_val": len(val_set)}
-    trainer = Trainer(stage, out_dir, exp.train, device, resume=resume, config_dict=config_dict,
-                      meta=meta)
-    return trainer.fit()
+    run = prepare_teach(config_ref, data_ref, out_dir, resume, max_steps, max_minutes, init, seed)
+    stage = TeachStage(run.exp, run.generator, run.train_set, run.val_set)
+    return Trainer(stage, out_dir, run.exp.train, device, resume=resume,
+                   config_dict=run.exp.to_dict(), meta=run.meta).fit()
