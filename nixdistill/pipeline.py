@@ -20,7 +20,7 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
                      "finetune_on_encoder": false},
         "benchmark": {"n_sentences": 20, "repeats": 3, "warmup": 1, "threads": "1,all",
-                      "eval_quality": true}         # keyword arguments of run_benchmark
+                      "eval_quality": true}         # nixdistill.benchmark.BenchmarkSettings
       }
     }
 
@@ -112,7 +112,7 @@ class PipelinePreset:
             the user must pass ``--data``.
         latents: latent source for both distillation stages (auto, posterior or prior).
         teacher / encoder / decoder: ``stages.teacher``, ``stages.encoder``, ``stages.decoder``.
-        benchmark: keyword arguments for :func:`nixdistill.benchmark.run_benchmark`
+        benchmark: :class:`nixdistill.benchmark.BenchmarkSettings` fields
             (``stages.benchmark``, passed through as given).
     """
 
@@ -246,7 +246,8 @@ def run_pipeline(
     Raises:
         ConfigError: bad preset; NixdistillError: bad data or a failing stage.
     """
-    from .benchmark import run_benchmark
+    from .benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
+    from .benchmark.report import write_outputs
     from .export import export_student
     from .training.distil_decoder import run_distil_decoder
     from .training.distil_encoder import run_distil_encoder
@@ -318,50 +319,19 @@ def run_pipeline(
     bench_json, bench_md = run / "benchmark.json", run / "benchmark.md"
     headline: dict[str, Any] = {}
     if bench_json.is_file() and bench_json.stat().st_mtime >= student_path.stat().st_mtime:
-        results = json.loads(bench_json.read_text())
+        results = BenchmarkResult.from_dict(json.loads(bench_json.read_text()))
         reports.append(StageReport("benchmark", "skipped", 0.0, str(bench_md), "up to date"))
     else:
         t0 = time.perf_counter()
         results = run_benchmark(
-            teacher_ref, [student_path], out_json=bench_json, out_report=bench_md,
-            plots_dir=run / "plots", device=device,
-            command=" ".join(shlex.quote(a) for a in ["nixdistill", *sys.argv[1:]]),
-            **preset.benchmark,
+            teacher_ref, [student_path], settings=BenchmarkSettings.from_dict(preset.benchmark),
+            device=device, command=" ".join(shlex.quote(a) for a in ["nixdistill", *sys.argv[1:]]),
         )
+        write_outputs(results, bench_json, bench_md, run / "plots")
         reports.append(StageReport("benchmark", "ran", time.perf_counter() - t0, str(bench_md)))
-    headline = headline_numbers(results)
+    headline = results.headline()
 
     summary = PipelineSummary(preset.name, str(run), reports, headline)
     write_json_atomic(run / "pipeline.json", summary.to_dict())
     return summary
 
-
-def headline_numbers(results: dict[str, Any]) -> dict[str, Any]:
-    """The numbers a person wants first from a benchmark result (see
-    :func:`nixdistill.benchmark.run_benchmark` for the schema): parameters, median end-to-end
-    RTF per thread count, speed-up, ASR error rate, DNSMOS and MCD of the teacher and the first
-    student. Entries the benchmark did not measure are left out."""
-    out: dict[str, Any] = {}
-    students = results.get("students") or []
-    for who, entry in (("teacher", results.get("teacher") or {}), ("student",
-                                                                    students[0] if students else {})):
-        params = ((entry.get("size") or {}).get("params") or {}).get("total")
-        if params is not None:
-            out[f"{who}_params"] = params
-        for threads, speed in (entry.get("speed") or {}).items():
-            rtf = (speed.get("rtf") or {}).get("median")
-            if rtf is not None:
-                out[f"{who}_rtf_{threads}thr"] = round(rtf, 4)
-        quality = entry.get("quality") or {}
-        if quality.get("asr_error_rate") is not None:
-            out[f"{who}_{quality.get('asr_metric', 'wer')}"] = round(quality["asr_error_rate"], 3)
-        if (quality.get("dnsmos") or {}).get("ovrl") is not None:
-            out[f"{who}_dnsmos_ovrl"] = round(quality["dnsmos"]["ovrl"], 2)
-        if quality.get("mcd_db") is not None:
-            out[f"{who}_mcd_db"] = round(quality["mcd_db"], 2)
-    if students:
-        per_threads = (results.get("speedup") or {}).get(students[0].get("name"), {})
-        for threads, ratios in per_threads.items():
-            if ratios.get("end_to_end") is not None:
-                out[f"speedup_{threads}thr"] = round(ratios["end_to_end"], 2)
-    return out

@@ -98,6 +98,17 @@ def test_init_prior_only_teacher_trains_only_enc_q(tiny_ljspeech, tmp_path):
     assert load_teacher(tmp_path / "run").has_posterior
 
 
+def test_teach_on_a_prepared_folder_validates_on_its_val_list(tiny_ljspeech, tmp_path):
+    from nixdistill.data import prepare_dataset
+
+    report = prepare_dataset(tiny_ljspeech, tmp_path / "prep", load_config(CONFIG), val_size=2)
+    assert report.n_val == 2
+    run_teach(CONFIG, tmp_path / "prep", tmp_path / "run", max_steps=1)
+    meta = load_checkpoint(tmp_path / "run")["meta"]
+    assert meta["n_val"] == report.n_val  # val.txt as written, not a second split of train.txt
+    assert meta["n_train"] <= report.n_train
+
+
 def test_run_errors(tiny_ljspeech, tmp_path):
     with pytest.raises(TeachError, match="--config"):
         run_teach(None, tiny_ljspeech, tmp_path / "none")

@@ -6,7 +6,7 @@ import shlex
 
 import click
 
-from ..benchmark import DEFAULT_N_SENTENCES
+from ..benchmark.settings import DEFAULT_N_SENTENCES
 
 
 @click.command("benchmark")
@@ -16,7 +16,8 @@ from ..benchmark import DEFAULT_N_SENTENCES
               help="Exported student.safetensors (repeat for several students).")
 @click.option("--teacher-only", is_flag=True, help="Benchmark the teacher alone.")
 @click.option("--texts", "texts_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Sentences, one per line (default: bundled sentences in the teacher's language).")
+              help="Sentences, one per line, or 'id|text' filelist rows (default: bundled "
+                   "sentences in the teacher's language).")
 @click.option("--n-sentences", type=int, default=DEFAULT_N_SENTENCES, show_default=True,
               help="Use the first N sentences.")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Timed passes.")
@@ -30,13 +31,19 @@ from ..benchmark import DEFAULT_N_SENTENCES
               help="Write mel.png and rtf.png into this folder.")
 @click.option("--no-quality", is_flag=True, help="Skip MCD, ASR and DNSMOS (speed and size only).")
 @click.option("--no-memory", is_flag=True, help="Skip the memory measurement.")
+@click.option("--no-onnx", is_flag=True, help="Skip the ONNX Runtime columns.")
+@click.option("--noise-scales", default="", show_default=False,
+              help="Score the full student at these noise scales, e.g. 0,0.3,0.5,0.667.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sampled clips (sentence i uses seed + i).")
 @click.option("--real", "real_filelist", type=click.Path(exists=True), default=None,
               help="Dataset or filelist of real recordings to score (ASR, DNSMOS) as a reference.")
 @click.pass_context
 def command(ctx: click.Context, teacher_ref: str, students: tuple[str, ...], teacher_only: bool,
             texts_file: str | None, n_sentences: int, repeats: int, warmup: int, threads: str,
             out_json: str | None, out_report: str | None, plots_dir: str | None,
-            no_quality: bool, no_memory: bool, real_filelist: str | None) -> None:
+            no_quality: bool, no_memory: bool, no_onnx: bool, noise_scales: str, seed: int,
+            real_filelist: str | None) -> None:
     """Compare a teacher with its distilled student(s) on the same sentences.
 
     Teacher and students run interleaved in one process, so the speed-up ratio holds on a
@@ -44,27 +51,28 @@ def command(ctx: click.Context, teacher_ref: str, students: tuple[str, ...], tea
     """
     from rich.console import Console
 
-    from ..benchmark import BenchmarkError, read_texts, render_tables, run_benchmark
+    from ..benchmark import BenchmarkError, BenchmarkSettings, read_texts, run_benchmark
+    from ..benchmark.report import render_tables, write_outputs
 
     if not students and not teacher_only:
         raise BenchmarkError("give at least one --student, or --teacher-only")
     if students and teacher_only:
         raise BenchmarkError("--teacher-only and --student exclude each other")
+    settings = BenchmarkSettings(
+        n_sentences=n_sentences, repeats=repeats, warmup=warmup, threads=threads,
+        eval_quality=not no_quality, measure_memory=not no_memory, onnxruntime=not no_onnx,
+        noise_scales=noise_scales, seed=seed)
     result = run_benchmark(
-        teacher_ref, list(students),
-        texts=read_texts(texts_file) if texts_file else None,
-        repeats=repeats, warmup=warmup, threads=threads, eval_quality=not no_quality,
-        out_json=out_json, out_report=out_report, plots_dir=plots_dir,
-        device=(ctx.obj or {}).get("device", "cpu"), n_sentences=n_sentences,
-        real_filelist=real_filelist, measure_mem=not no_memory,
-        command=_command_line(ctx),
+        teacher_ref, list(students), texts=read_texts(texts_file) if texts_file else None,
+        settings=settings, device=(ctx.obj or {}).get("device", "cpu"),
+        real_filelist=real_filelist, command=_command_line(ctx),
     )
+    write_outputs(result, out_json, out_report, plots_dir)
     console = Console(stderr=True)
     render_tables(result, console)
-    if result.get("report"):
-        console.print(f"report: {result['report']}")
-    if out_json and out_json != "-":
-        console.print(f"json: {out_json}")
+    for label, path in (("report", out_report), ("json", out_json)):
+        if path and path != "-":
+            console.print(f"{label}: {path}")
 
 
 def _command_line(ctx: click.Context) -> str:

@@ -1,0 +1,232 @@
+"""``run_benchmark``: load the models, measure, and return a :class:`BenchmarkResult`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .adapters import OrtModel, TorchModel, size_report, student_onnx_graphs, student_view, teacher_view
+from .memory import measure_peak_rss
+from .quality import first_sentence_clips, quality_pass
+from .result import BenchmarkResult, ModelEntry
+from .settings import BenchmarkError, BenchmarkSettings, default_texts
+from .speed import speedups, time_models
+
+__all__ = ["run_benchmark", "machine_info", "streaming_latency"]
+
+ORT_SUFFIX = "@onnxruntime"
+"""Timing key of a model's ONNX Runtime twin."""
+STREAM_SENTENCES = 5
+"""Sentences joined into the one paragraph of the streaming measurement."""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """Platform, CPU model, core count, default torch threads and GPU name (if CUDA)."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "cpu": _cpu_model(), "cores": os.cpu_count(),
+        "torch_threads_default": torch.get_num_threads(), "device": device,
+    }
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _versions() -> dict[str, str | None]:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "nixdistill": _version("nixdistill"), "onnxruntime": _version("onnxruntime")}
+
+
+def _unique_names(refs: Sequence[Any]) -> list[str]:
+    names: list[str] = []
+    for i, p in enumerate(refs):
+        base = Path(str(p)).stem if isinstance(p, (str, Path)) else f"student{i + 1}"
+        names.append(base if base not in names and base != "teacher" else f"{base}-{i + 1}")
+    return names
+
+
+def streaming_latency(student: Any, text: str) -> dict[str, Any]:
+    """Time to first audio and total time of ``student.stream(text)`` at 1 thread.
+
+    ``Student.stream`` (a generator of waveform chunks) is the deployment issue's API; without
+    it the result is a note, so the column appears as soon as the method lands.
+    """
+    stream = getattr(type(student), "stream", None)
+    if stream is None:
+        return {"note": "Student.stream does not exist yet"}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        first_s, n_samples = None, 0
+        for chunk in student.stream(text):
+            first_s = first_s if first_s is not None else time.perf_counter() - t0
+            n_samples += int(np.asarray(chunk).size)
+        total_s = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(previous)
+    return {"time_to_first_audio_ms": 1000.0 * (first_s or total_s), "total_ms": 1000.0 * total_s,
+            "audio_s": n_samples / student.sample_rate, "threads": 1}
+
+
+def _read_real(filelist: str | Path, sample_rate: int, limit: int) -> list[tuple[str, np.ndarray, int]]:
+    from ..audio import load_wav
+    from ..data import read_dataset
+
+    utts = [u for u in read_dataset(filelist) if u.wav_path is not None][:limit]
+    if not utts:
+        raise BenchmarkError(f"{filelist}: no utterances with audio")
+    return [(u.text, load_wav(u.wav_path, sample_rate), sample_rate) for u in utts]
+
+
+def _ort_models(teacher: Any, t_model: TorchModel, s_models: Sequence[TorchModel],
+                s_refs: Sequence[Any], tmp: Path) -> tuple[list[OrtModel], str | None]:
+    """ONNX Runtime twins: the teacher's own Piper graph (Piper voices only) and each student
+    file's exported graph(s); the note says what is missing and why."""
+    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        return [], f"{' and '.join(missing)} not installed (pip install 'nixdistill[piper]')"
+    out, note = [], None
+    if teacher.kind == "piper" and t_model.path is not None:
+        out.append(OrtModel(t_model.name + ORT_SUFFIX, "teacher", [t_model.path], t_model.audio,
+                            t_model.encode_text))
+    else:
+        note = "the teacher is not a Piper .onnx voice: no ONNX Runtime teacher, no speed-up"
+    for m, ref in zip(s_models, s_refs):
+        if isinstance(ref, (str, Path)):
+            graphs = student_onnx_graphs(ref, tmp / m.name)
+            out.append(OrtModel(m.name + ORT_SUFFIX, "student", graphs, m.audio, m.encode_text))
+    return out, note
+
+
+def _memory(m: TorchModel | OrtModel, ref: Any, texts: Sequence[str], device: str) -> dict[str, Any] | None:
+    if isinstance(m, TorchModel) and not isinstance(ref, (str, Path)):
+        return None  # an in-memory model cannot be reloaded in a fresh process
+    spec = {"role": m.role, "runtime": m.runtime, "ref": str(ref),
+            "graphs": getattr(m, "graphs", []), "ids": [m.encode_text(t) for t in texts],
+            "threads": 1, "device": device}
+    mem = measure_peak_rss(spec)
+    return {**mem, "peak_rss_delta_mb": mem["synthesis_peak_delta_mb"], "cuda_peak_mb": None}
+
+
+def run_benchmark(
+    teacher_ref: Any,
+    student_refs: Sequence[Any] = (),
+    texts: Sequence[str] | None = None,
+    settings: BenchmarkSettings | None = None,
+    device: str = "cpu",
+    real_filelist: str | Path | None = None,
+    command: str | None = None,
+) -> BenchmarkResult:
+    """Benchmark a teacher and its students side by side (see :mod:`nixdistill.benchmark`).
+
+    Args:
+        teacher_ref: any reference :func:`nixdistill.teacher.load_teacher` resolves, or a
+            loaded ``Teacher``.
+        student_refs: ``student.safetensors`` files (or loaded ``Student`` objects; those get
+            no ONNX Runtime column and no memory figure); empty for a teacher-only run.
+        texts: sentences; None uses the bundled sentences of the teacher's language.
+        settings: what to measure (default :class:`BenchmarkSettings`).
+        device: torch device.
+        real_filelist: dataset/filelist of real recordings to score alongside.
+        command: command line to record (default ``sys.argv``).
+    Returns:
+        :class:`BenchmarkResult` (nothing is written; see :mod:`nixdistill.benchmark.report`).
+    Raises:
+        BenchmarkError: bad arguments; NixdistillError from the loaders.
+    """
+    from ..student import load_student
+    from ..teacher import load_teacher
+
+    cfg = settings or BenchmarkSettings()
+    teacher = load_teacher(str(teacher_ref), device=device) if isinstance(teacher_ref, (str, Path)) else teacher_ref
+    t_model = teacher_view(teacher)
+    students = [load_student(r, device=device) if isinstance(r, (str, Path)) else r for r in student_refs]
+    s_models = [student_view(s, name, r if isinstance(r, (str, Path)) else None)
+                for s, r, name in zip(students, student_refs, _unique_names(student_refs))]
+    sentences = list(texts if texts is not None else default_texts(t_model.language))[:cfg.n_sentences]
+    if not sentences:
+        raise BenchmarkError("no sentences to benchmark")
+    models = [t_model, *s_models]
+    refs = [teacher_ref, *student_refs]
+
+    with tempfile.TemporaryDirectory(prefix="nixdistill-bench-") as tmp:
+        ort_models, ort_note = ([], "disabled") if not cfg.onnxruntime else _ort_models(
+            teacher, t_model, s_models, student_refs, Path(tmp))
+        speed = time_models([*models, *ort_models], sentences, cfg.repeats, cfg.warmup, cfg.thread_list)
+        ort_speed = {m.name.removesuffix(ORT_SUFFIX): speed.pop(m.name) for m in ort_models}
+        entries = {
+            m.name: ModelEntry(m.name, m.role, m.kind, m.path, m.audio.sample_rate, size_report(m),
+                               speed[m.name])
+            for m in models}
+        for name, sp in ort_speed.items():
+            entries[name].speed_onnxruntime = sp
+        if cfg.measure_memory:
+            for m, ref in zip(models, refs):
+                entries[m.name].memory = _memory(m, ref, sentences, device)
+            for om in ort_models:
+                entries[om.name.removesuffix(ORT_SUFFIX)].memory_onnxruntime = _memory(
+                    om, None, sentences, device)
+
+    quality = None
+    if cfg.eval_quality:
+        real = _read_real(real_filelist, t_model.audio.sample_rate, cfg.n_sentences) if real_filelist else ()
+        quality = quality_pass(t_model, s_models, sentences, cfg.noise_list, cfg.seed, real)
+        for name, q in quality.entries.items():
+            entries[name].quality = q
+    s_names = [m.name for m in s_models]
+    streaming = {m.name: streaming_latency(s, " ".join(sentences[:STREAM_SENTENCES]))
+                 for m, s in zip(s_models, students)}
+    return BenchmarkResult(
+        meta={
+            "command": command if command is not None else shlex.join(sys.argv),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(device), "versions": _versions(),
+            "settings": {"n_sentences": len(sentences), "language": t_model.language,
+                         "repeats": cfg.repeats, "warmup": cfg.warmup,
+                         "threads": cfg.thread_list, "device": device, "noise_scale": 0.0,
+                         "batch_size": 1, "seed": cfg.seed, "noise_scales": cfg.noise_list},
+            "texts": sentences,
+        },
+        teacher=entries[t_model.name],
+        students=[entries[n] for n in s_names],
+        speedup=speedups(speed, t_model.name, s_names),
+        speedup_onnxruntime=speedups(ort_speed, t_model.name, [n for n in s_names if n in ort_speed])
+        if t_model.name in ort_speed else {},
+        quality_enabled=cfg.eval_quality,
+        lanes=quality.lanes if quality else {},
+        noise_sweep=quality.noise_sweep if quality else {},
+        streaming=streaming,
+        onnxruntime_note=ort_note,
+        real=quality.real if quality else None,
+        first_clips=quality.first_clips if quality else first_sentence_clips(models, sentences[0]),
+        audio=t_model.audio,
+    )
