@@ -63,7 +63,8 @@ class BenchmarkResult:
         lanes: attribution lanes per student (see :mod:`nixdistill.benchmark.quality`).
         noise_sweep: full-student scores per noise scale, per student.
         streaming: ``{student: {"time_to_first_audio_ms", "total_ms", "audio_s"} | {"note"}}``.
-        onnxruntime_note: why ONNX Runtime columns are missing, or None.
+        onnxruntime_note: what the ONNX Runtime columns lack and why, and how each student was
+            exported ("piper" or "two-graph"), or None.
         plots: plot name -> file, filled by whoever writes them.
         real: scores of real recordings, or None.
         first_clips: noise-0 audio of the first sentence per model (not serialised).
