@@ -22,7 +22,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import NixdistillError
-from .streaming import DEFAULT_CHUNK_FRAMES, decode_chunks, decoder_context
+from .streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_MAX_CHUNK_FRAMES,
+    decode_chunks,
+    decoder_context,
+)
 from .text import EspeakFrontend, TextError, TextFrontend, frontend_from_dict
 from .text.sentences import split_sentences
 
@@ -161,9 +166,11 @@ class OnnxVoice:
     def stream(self, text: str, noise_scale: float | None = None,
                length_scale: float | None = None, noise_w: float | None = None,
                speaker: int | None = None,
-               chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> Iterator[np.ndarray]:
-        """Speak text of any length as audio chunks: one per sentence (Piper graph) or one per
-        ``chunk_frames`` frames (two graphs; chunks concatenate to the one-shot audio).
+               chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+               max_chunk_frames: int = DEFAULT_MAX_CHUNK_FRAMES) -> Iterator[np.ndarray]:
+        """Speak text of any length as audio chunks: one per sentence (Piper graph), or chunks
+        of ``chunk_frames`` doubling up to ``max_chunk_frames`` frames (two graphs; they
+        concatenate to the one-shot audio).
 
         Raises:
             TextError: text with no sentence, or unknown symbols.
@@ -179,7 +186,8 @@ class OnnxVoice:
             feeds = self._feeds(sentence, noise_scale, length_scale, noise_w, speaker)
             z = self.encoder.run(["z"], feeds)[0]
             for chunk in decode_chunks(lambda w: self.decoder.run(["wav"], {"z": w})[0], z,
-                                       z.shape[-1], self.hop_length, chunk_frames, self.context):
+                                       z.shape[-1], self.hop_length, chunk_frames, self.context,
+                                       max_chunk_frames):
                 yield chunk.reshape(-1)
 
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
-__all__ = ["DEFAULT_CHUNK_FRAMES", "Window", "decoder_context", "windows", "decode_chunks"]
+__all__ = ["DEFAULT_CHUNK_FRAMES", "DEFAULT_MAX_CHUNK_FRAMES", "Window", "decoder_context", "windows", "decode_chunks"]
 
 DEFAULT_CHUNK_FRAMES = 32
-"""Frames of audio per streamed chunk (0.37 s at 22,050 Hz and hop 256)."""
+"""Frames of the first streamed chunk (0.37 s at 22,050 Hz and hop 256)."""
+DEFAULT_MAX_CHUNK_FRAMES = 256
+"""Chunks double in size up to this many frames: the first audio comes early, and later
+windows spend little on their margins."""
 
 A = TypeVar("A")
 
@@ -77,21 +80,30 @@ class Window(NamedTuple):
     end: int
 
 
-def windows(n_frames: int, chunk_frames: int, context: int) -> Iterator[Window]:
-    """Windows covering ``n_frames`` frames in chunks of ``chunk_frames`` with ``context`` margin.
+def windows(n_frames: int, chunk_frames: int, context: int,
+            max_chunk_frames: int | None = None) -> Iterator[Window]:
+    """Windows covering ``n_frames`` frames with ``context`` frames of margin on each side.
+
+    The first chunk has ``chunk_frames`` frames; each next one doubles, up to
+    ``max_chunk_frames`` (default: ``chunk_frames``, i.e. fixed-size chunks).
 
     Raises:
-        ValueError: ``chunk_frames <= 0`` or ``context < 0``.
+        ValueError: ``chunk_frames <= 0``, ``context < 0`` or ``max_chunk_frames < chunk_frames``.
     """
-    if chunk_frames <= 0 or context < 0:
-        raise ValueError(f"need chunk_frames > 0 and context >= 0, got {chunk_frames}, {context}")
-    for start in range(0, n_frames, chunk_frames):
-        end = min(n_frames, start + chunk_frames)
+    max_chunk_frames = chunk_frames if max_chunk_frames is None else max_chunk_frames
+    if chunk_frames <= 0 or context < 0 or max_chunk_frames < chunk_frames:
+        raise ValueError(f"need 0 < chunk_frames <= max_chunk_frames and context >= 0, got "
+                         f"{chunk_frames}, {max_chunk_frames}, {context}")
+    start, size = 0, chunk_frames
+    while start < n_frames:
+        end = min(n_frames, start + size)
         yield Window(max(0, start - context), min(n_frames, end + context), start, end)
+        start, size = end, min(2 * size, max_chunk_frames)
 
 
 def decode_chunks(decode: Callable[[A], A], z: A, n_frames: int, hop_length: int,
-                  chunk_frames: int, context: int) -> Iterator[A]:
+                  chunk_frames: int, context: int,
+                  max_chunk_frames: int | None = None) -> Iterator[A]:
     """Decode ``z [1, C, T_frames]`` window by window.
 
     Args:
@@ -99,12 +111,13 @@ def decode_chunks(decode: Callable[[A], A], z: A, n_frames: int, hop_length: int
         z: latent frames (torch tensor or numpy array).
         n_frames: ``T_frames``.
         hop_length: samples per frame.
-        chunk_frames: frames per yielded chunk.
+        chunk_frames / max_chunk_frames: frames of the first / largest chunk (see
+            :func:`windows`).
         context: margin in frames, at least :func:`decoder_context`.
     Yields:
         wav chunks ``[1, 1, (end - start) * hop_length]`` whose concatenation is the one-shot
         ``decode(z)``.
     """
-    for w in windows(n_frames, chunk_frames, context):
+    for w in windows(n_frames, chunk_frames, context, max_chunk_frames):
         wav = decode(z[..., w.lo:w.hi])
         yield wav[..., (w.start - w.lo) * hop_length:(w.end - w.lo) * hop_length]

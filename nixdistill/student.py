@@ -21,7 +21,12 @@ from torch import nn
 
 from .config import AudioConfig, from_dict
 from .errors import NixdistillError
-from .streaming import DEFAULT_CHUNK_FRAMES, decode_chunks, decoder_context
+from .streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_MAX_CHUNK_FRAMES,
+    decode_chunks,
+    decoder_context,
+)
 from .text import TextError, TextFrontend, frontend_from_dict
 from .text.sentences import split_sentences
 
@@ -206,6 +211,7 @@ class Student:
         self, text: str, noise_scale: float | None = None, length_scale: float | None = None,
         speaker: int | None = None, noise_scale_w: float | None = None,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        max_chunk_frames: int = DEFAULT_MAX_CHUNK_FRAMES,
     ) -> Iterator[np.ndarray]:
         """Speak text of any length as a stream of audio chunks, in bounded memory.
 
@@ -218,7 +224,8 @@ class Student:
         Args:
             text: any length of text.
             noise_scale / length_scale / speaker / noise_scale_w: as in :meth:`synthesize`.
-            chunk_frames: latent frames per chunk (``chunk_frames * hop_length`` samples).
+            chunk_frames: latent frames of the first chunk (``chunk_frames * hop_length``
+                samples); later chunks double up to ``max_chunk_frames``.
         Yields:
             waveform chunks at ``sample_rate`` Hz, [n_samples], float32.
         Raises:
@@ -239,7 +246,7 @@ class Student:
                     return self.decoder(z, g)
 
             for chunk in decode_chunks(decode, enc.z, enc.z.shape[-1], self.audio.hop_length,
-                                       chunk_frames, context):
+                                       chunk_frames, context, max_chunk_frames):
                 yield chunk[0, 0].float().cpu().numpy()
 
     def _speaker_id(self, speaker: int | None, device: torch.device) -> torch.Tensor | None:

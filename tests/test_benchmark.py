@@ -170,6 +170,12 @@ def test_run_benchmark_fields(tiny_models, tmp_path):
     assert head["teacher_params"] == t["size"]["params"]["total"]
     assert head["student_rtf_1thr"] == round(s["speed"]["1"]["rtf"]["median"], 4)
     assert head["latency_speedup_1thr"] == round(sp["latency"], 2)
+    # a result written before the as-shipped scores existed still gives its headline
+    old_quality = {"asr_metric": "wer", "asr_error_rate": 0.25, "dnsmos": None, "mcd_db": 5.0,
+                   "mcd_teacher_durations_db": None}
+    s_old = {**s, "quality": old_quality}
+    old = BenchmarkResult.from_dict({**{k: r[k] for k in ("meta", "teacher", "speedup")}, "students": [s_old]})
+    assert old.headline()["student_wer"] == 0.25 and "duration_ratio" not in old.headline()
 
 
 def test_quality_lanes_shipped_and_noise_sweep(tiny_models):

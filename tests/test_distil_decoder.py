@@ -137,6 +137,14 @@ def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_lj
     assert r.exit_code == 0, r.output
     assert {p.name for p in tmp_path.glob("s.*")} == {
         "s.encoder.onnx", "s.decoder.onnx", "s.onnx.json"}
+    # A Piper voice needs an espeak student; these runs use english_chars.
+    from nixdistill.onnx_export import OnnxExportError
+
+    with pytest.raises(OnnxExportError, match="Piper cannot run"):
+        CliRunner().invoke(cli, ["export", "--encoder", str(tiny_encoder_run), "--decoder",
+                                 str(out), "--out", str(tmp_path / "p.onnx"), "--format",
+                                 "piper"], catch_exceptions=False)
+    assert not (tmp_path / "p.onnx").exists()
 
 
 def test_decoder_validates_the_students_real_path_and_can_start_from_a_run(

@@ -50,17 +50,25 @@ def test_windows_cover_every_frame_once():
     ws = list(windows(23, 5, 3))
     assert [(w.start, w.end) for w in ws] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
     assert all(w.lo == max(0, w.start - 3) and w.hi == min(23, w.end + 3) for w in ws)
+    growing = list(windows(100, 5, 3, max_chunk_frames=20))
+    assert [(w.start, w.end) for w in growing] == [
+        (0, 5), (5, 15), (15, 35), (35, 55), (55, 75), (75, 95), (95, 100)]
     with pytest.raises(ValueError):
         list(windows(10, 0, 1))
+    with pytest.raises(ValueError):
+        list(windows(10, 4, 1, max_chunk_frames=2))
 
 
-@pytest.mark.parametrize("chunk_frames", [1, 7, 10_000])
-def test_stream_equals_one_shot(student_path, chunk_frames):
+@pytest.mark.parametrize("chunk_frames,max_chunk_frames", [(1, 1), (7, 7), (3, 24),
+                                                            (10_000, 10_000)])
+def test_stream_equals_one_shot(student_path, chunk_frames, max_chunk_frames):
     student = load_student(student_path)
     one_shot = student.synthesize(SENTENCE, noise_scale=0.0)
-    chunks = list(student.stream(SENTENCE, noise_scale=0.0, chunk_frames=chunk_frames))
+    chunks = list(student.stream(SENTENCE, noise_scale=0.0, chunk_frames=chunk_frames,
+                                 max_chunk_frames=max_chunk_frames))
     n_frames = len(one_shot) // AUDIO.hop_length
-    assert len(chunks) == -(-n_frames // chunk_frames)
+    assert len(chunks) == len(list(windows(n_frames, chunk_frames, 0, max_chunk_frames)))
+    assert len(chunks[0]) == min(chunk_frames, n_frames) * AUDIO.hop_length
     streamed = np.concatenate(chunks)
     assert streamed.shape == one_shot.shape
     assert np.abs(streamed - one_shot).max() <= CHUNK_TOLERANCE
@@ -95,7 +103,7 @@ def test_onnx_voice_streams_like_one_shot(student_path, tmp_path):
     export_onnx(student_path, tmp_path / "student.onnx")
     voice = load_voice(tmp_path / "student.onnx")
     one_shot = voice.synthesize(SENTENCE, noise_scale=0.0)
-    chunks = list(voice.stream(SENTENCE, noise_scale=0.0, chunk_frames=7))
+    chunks = list(voice.stream(SENTENCE, noise_scale=0.0, chunk_frames=7, max_chunk_frames=14))
     assert len(chunks) > 1
     assert np.abs(np.concatenate(chunks) - one_shot).max() <= CHUNK_TOLERANCE
     torch_wav = load_student(student_path).synthesize(SENTENCE, noise_scale=0.0)

@@ -8,6 +8,7 @@ use only public inference methods: ``teacher.model.prior_latents`` / ``decode`` 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -286,17 +287,25 @@ def _text_config(frontend: Any) -> Any:
     return TextConfig(frontend=d.get("frontend", "english_chars"), language=d.get("language", "en-us"))
 
 
-def student_onnx_graphs(student_path: str | Path, out_dir: str | Path) -> list[str]:
-    """Export ``student_path`` with :func:`nixdistill.onnx_export.export_onnx` into
-    ``out_dir`` and return the graph files in run order (encoder then decoder for the
-    two-graph export, or the one Piper-format graph).
+def student_onnx_graphs(student_path: str | Path, out_dir: str | Path) -> tuple[list[str], str]:
+    """Export a student for onnxruntime the way users deploy it.
 
+    First as a Piper voice (:func:`nixdistill.onnx_export.export_piper`, one graph with
+    Piper's inputs); a student Piper cannot run (e.g. a non-Piper text frontend) falls back to
+    the two graphs of :func:`nixdistill.onnx_export.export_onnx` (encoder, then decoder).
+
+    Returns:
+        (graph files in run order, ``"piper"`` or ``"two-graph"``).
     Raises:
         OnnxExportError: ``onnx`` missing; StudentFileError: not a student.
     """
-    from ..onnx_export import export_onnx
+    from ..onnx_export import OnnxExportError, export_onnx, export_piper
 
-    written = export_onnx(student_path, Path(out_dir) / "student.onnx")
-    if isinstance(written, (str, Path)):
-        return [str(written)]
-    return [str(p) for p in written if str(p).endswith(".onnx")]
+    out = Path(out_dir)
+    try:
+        return [str(export_piper(student_path, out / "student-piper.onnx").onnx)], "piper"
+    except OnnxExportError as e:
+        if importlib.util.find_spec("onnx") is None:
+            raise e
+    paths = export_onnx(student_path, out / "student.onnx")
+    return [str(paths.encoder), str(paths.decoder)], "two-graph"

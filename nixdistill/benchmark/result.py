@@ -63,7 +63,8 @@ class BenchmarkResult:
         lanes: attribution lanes per student (see :mod:`nixdistill.benchmark.quality`).
         noise_sweep: full-student scores per noise scale, per student.
         streaming: ``{student: {"time_to_first_audio_ms", "total_ms", "audio_s"} | {"note"}}``.
-        onnxruntime_note: why ONNX Runtime columns are missing, or None.
+        onnxruntime_note: what the ONNX Runtime columns lack and why, and how each student was
+            exported ("piper" or "two-graph"), or None.
         plots: plot name -> file, filled by whoever writes them.
         real: scores of real recordings, or None.
         first_clips: noise-0 audio of the first sentence per model (not serialised).
@@ -119,7 +120,11 @@ class BenchmarkResult:
                     out[f"{who}_{runtime}rtf_{threads}thr"] = round(sp["rtf"]["median"], 4)
             if e.quality is None:
                 continue
-            for setting, q in (("", e.quality), ("shipped_", e.quality["as_shipped"])):
+            # "as_shipped" is absent from results written before it existed (old run folders)
+            shipped = e.quality.get("as_shipped")
+            for setting, q in (("", e.quality), ("shipped_", shipped)):
+                if q is None:
+                    continue
                 if q["asr_error_rate"] is not None:
                     out[f"{who}_{setting}{q['asr_metric']}"] = round(q["asr_error_rate"], 3)
                 if q["dnsmos"] is not None:
@@ -129,7 +134,8 @@ class BenchmarkResult:
                     out["student_mcd_db"] = round(e.quality["mcd_db"], 2)
                 if e.quality["mcd_teacher_durations_db"] is not None:
                     out["student_mcd_teacher_durations_db"] = round(e.quality["mcd_teacher_durations_db"], 2)
-                out["duration_ratio"] = round(e.quality["as_shipped"]["duration_ratio"], 3)
+                if shipped is not None:
+                    out["duration_ratio"] = round(shipped["duration_ratio"], 3)
         if first is not None:
             for prefix, table in (("", self.speedup), ("ort_", self.speedup_onnxruntime)):
                 for threads, ratios in table.get(first.name, {}).items():

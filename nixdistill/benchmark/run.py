@@ -120,11 +120,14 @@ def _ort_models(teacher: Any, t_model: TorchModel, s_models: Sequence[TorchModel
                             t_model.encode_text))
     else:
         note = "the teacher is not a Piper .onnx voice: no ONNX Runtime teacher, no speed-up"
+    formats = []
     for m, ref in zip(s_models, s_refs):
         if isinstance(ref, (str, Path)):
-            graphs = student_onnx_graphs(ref, tmp / m.name)
+            graphs, fmt = student_onnx_graphs(ref, tmp / m.name)
+            formats.append(f"{m.name}: {fmt}")
             out.append(OrtModel(m.name + ORT_SUFFIX, "student", graphs, m.audio, m.encode_text))
-    return out, note
+    exported = f"student export {', '.join(formats)}" if formats else None
+    return out, "; ".join(n for n in (note, exported) if n) or None
 
 
 def _memory(m: TorchModel | OrtModel, ref: Any, texts: Sequence[str], device: str) -> dict[str, Any] | None:
