@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,16 @@ def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_lj
     assert r.exit_code == 0, r.output
     assert {p.name for p in tmp_path.glob("s.*")} == {
         "s.encoder.onnx", "s.decoder.onnx", "s.onnx.json"}
+    # an exported student converts as it is, shipped defaults included
+    r = CliRunner().invoke(cli, ["export", "--student", str(tmp_path / "quiet.safetensors"),
+                                 "--out", str(tmp_path / "q.onnx"), "--format", "onnx"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "q.onnx.json").read_text())
+    assert '"noise_scale": 0.0' in json.dumps(meta)
+    r = CliRunner().invoke(cli, ["export", "--student", str(tmp_path / "quiet.safetensors"),
+                                 "--out", str(tmp_path / "q2.safetensors")])
+    assert r.exit_code == 2 and "--student" in r.output
     # A Piper voice needs an espeak student; these runs use english_chars.
     from nixdistill.onnx_export import OnnxExportError
 

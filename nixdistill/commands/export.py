@@ -9,10 +9,13 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 
 
 @click.command("export")
-@click.option("--encoder", "encoder_run", required=True, type=click.Path(exists=True),
+@click.option("--encoder", "encoder_run", default=None, type=click.Path(exists=True),
               help="A distil-encoder run folder (or checkpoint).")
-@click.option("--decoder", "decoder_run", required=True, type=click.Path(exists=True),
+@click.option("--decoder", "decoder_run", default=None, type=click.Path(exists=True),
               help="A distil-decoder run folder (or checkpoint).")
+@click.option("--student", "student_path", default=None, type=click.Path(exists=True),
+              help="Instead of the two runs: an exported student.safetensors (e.g. the "
+                   "pipeline's), converted with its shipped defaults to --format onnx/piper.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output file: student.safetensors; NAME.onnx with --format onnx; "
                    "DIR/<lang>-<name>-<quality>.onnx with --format piper.")
@@ -23,22 +26,39 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 @click.option("--teacher-config", default=None, type=click.Path(exists=True, dir_okay=False),
               help="--format piper: the teacher voice's .onnx.json (default: the one next to "
                    "the teacher .onnx the runs recorded).")
-def command(encoder_run: str, decoder_run: str, out_path: str, fmt: str,
-            teacher_config: str | None) -> None:
+@click.option("--noise-scale", type=float, default=None,
+              help="The student's shipped latent noise (default: the encoder config's).")
+@click.option("--length-scale", type=float, default=None,
+              help="The student's shipped length scale (default: the encoder config's).")
+@click.option("--noise-scale-w", type=float, default=None,
+              help="The student's shipped duration noise (stochastic duration predictor).")
+def command(encoder_run: str | None, decoder_run: str | None, student_path: str | None,
+            out_path: str, fmt: str, teacher_config: str | None, noise_scale: float | None,
+            length_scale: float | None, noise_scale_w: float | None) -> None:
     """Export a trained student (inference weights + metadata) from its two runs."""
     import tempfile
     from pathlib import Path
 
     from ..export import export_student
 
+    defaults = {k: v for k, v in (("noise_scale", noise_scale), ("length_scale", length_scale),
+                                  ("noise_scale_w", noise_scale_w)) if v is not None}
+    if student_path is not None:
+        if encoder_run or decoder_run or defaults or fmt == "safetensors":
+            raise click.UsageError("--student converts an exported student to --format onnx or "
+                                   "piper as it is; it takes no --encoder/--decoder or scales")
+    elif encoder_run is None or decoder_run is None:
+        raise click.UsageError("give --encoder and --decoder runs, or --student FILE")
     if fmt == "safetensors":
-        path = export_student(encoder_run, decoder_run, out_path)
+        path = export_student(encoder_run, decoder_run, out_path, defaults)
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)", err=True)
         return
     from ..onnx_export import export_onnx, export_piper
 
     with tempfile.TemporaryDirectory() as tmp:
-        student = export_student(encoder_run, decoder_run, Path(tmp) / "student.safetensors")
+        student = (Path(student_path) if student_path is not None else
+                   export_student(encoder_run, decoder_run, Path(tmp) / "student.safetensors",
+                                  defaults))
         if fmt == "piper":
             paths = export_piper(student, out_path, teacher_config)
         else:
