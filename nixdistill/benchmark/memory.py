@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,7 +50,9 @@ def measure_peak_rss(spec: dict[str, Any]) -> dict[str, Any]:
         cmd = [sys.executable, str(Path(__file__).with_name("ort_runner.py"))]
     else:
         cmd = [sys.executable, "-m", "nixdistill.benchmark.memory"]
-    proc = subprocess.Popen([*cmd, json.dumps(spec)],
+    # A neutral working directory: ``-m`` puts the cwd first on sys.path, and from a source
+    # checkout that would import the uninstalled tree instead of the installed package.
+    proc = subprocess.Popen([*cmd, json.dumps(spec)], cwd=tempfile.gettempdir(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     peak = {"all": 0, "synth": 0}
