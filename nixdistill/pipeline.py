@@ -324,26 +324,21 @@ def run_pipeline(
         max_minutes=preset.encoder.max_minutes, seed=seed, cache_dir=cache_dir,
     ), reports, log)
 
-    # 3. student decoder
-    decoder_dir = run / "decoder"
-    _run_training("decoder", decoder_dir, run_distil_decoder, dict(
-        teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.decoder.config,
-        latents=preset.latents, device=device, max_steps=cap(preset.decoder),
-        max_minutes=preset.decoder.max_minutes, seed=seed, cache_dir=cache_dir,
-        encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
-    ), reports, log)
-
-    # 3b. optional polish: the decoder run continued with another config
-    final_decoder = decoder_dir
-    if preset.polish is not None:
-        final_decoder = run / "polish"
-        _run_training("polish", final_decoder, run_distil_decoder, dict(
-            teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.polish.config,
-            latents=preset.latents, device=device, max_steps=cap(preset.polish),
-            max_minutes=preset.polish.max_minutes, seed=seed, cache_dir=cache_dir,
+    # 3. student decoder, then an optional polish: the decoder run continued with another config
+    def decoder_stage(name: str, budget: TrainingBudget, init_run: Path | None) -> Path:
+        stage_dir = run / name
+        _run_training(name, stage_dir, run_distil_decoder, dict(
+            teacher_ref=teacher_ref, data_ref=data_ref, config_ref=budget.config,
+            latents=preset.latents, device=device, max_steps=cap(budget),
+            max_minutes=budget.max_minutes, seed=seed, cache_dir=cache_dir,
             encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
-            init_run=decoder_dir,
+            init_run=init_run,
         ), reports, log)
+        return stage_dir
+
+    decoder_dir = decoder_stage("decoder", preset.decoder, None)
+    final_decoder = (decoder_dir if preset.polish is None
+                     else decoder_stage("polish", preset.polish, decoder_dir))
 
     # 4. export (and the student before the polish, to measure what it changed)
     student_path = run / "student.safetensors"

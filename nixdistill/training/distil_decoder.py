@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -86,6 +86,15 @@ class DecoderOptions(DistilOptions):
             raise ConfigError("train.extra.encoder_latent_ratio must be in [0, 1]")
 
 
+class _HeldOut(NamedTuple):
+    """One held-out evaluation item (see :meth:`DistilDecoderStage._held_out`)."""
+
+    batch: Any
+    z: torch.Tensor
+    wav: torch.Tensor
+    w_ceil: torch.Tensor | None
+
+
 class DistilDecoderStage(Stage):
     """Training-loop stage for decoder distillation (see the module docstring).
 
@@ -133,7 +142,7 @@ class DistilDecoderStage(Stage):
         self.decoder = build_decoder(decoder_cfg.kind, decoder_cfg, cfg.audio.hop_length)
         self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
                               if self.use_disc else None)
-        self._eval_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._eval_cache: list[_HeldOut] | None = None
 
     # -- loop interface --------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -219,17 +228,18 @@ class DistilDecoderStage(Stage):
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
-    def _held_out(self, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Fixed held-out (z [1, inter, T_frames], teacher wav [1, 1, T_samples]) pairs."""
+    def _held_out(self, device) -> list[_HeldOut]:
+        """Fixed held-out items, computed once: the batch, the teacher's ``z`` [1, inter,
+        T_frames], its audio [1, 1, T_samples] and its durations ``w_ceil`` (prior) or None."""
         if self._eval_cache is None:
             gen = torch.Generator().manual_seed(self.train_cfg.seed)
             cache = []
             for i in range(min(self.eval_items, len(self.eval_set))):
                 batch = collate([self.eval_set[i]]).to(device)
                 lat = teacher_latents(self.teacher, batch, self.source, gen)
-                n = int(lat.y_lengths[0])
-                z = lat.z[:, :, :n]
-                cache.append((z, self.teacher.model.decode(z, self._sid(batch)).float()))
+                z = lat.z[:, :, :int(lat.y_lengths[0])]
+                wav = self.teacher.model.decode(z, self._sid(batch)).float()
+                cache.append(_HeldOut(batch, z, wav, lat.w_ceil))
             self._eval_cache = cache
         return self._eval_cache
 
@@ -248,12 +258,13 @@ class DistilDecoderStage(Stage):
         was_training = self.decoder.training
         self.decoder.eval()
         losses, path_l1, ratios = [], [], []
-        for i, (z, wav_teacher) in enumerate(held):
+        for i, item in enumerate(held):
+            z, wav_teacher = item.z, item.wav
             y_hat = self.decoder(z).float()
             mel_hat, mel_t = self._mel(y_hat), self._mel(wav_teacher)
             losses.append(float(mel_l1(mel_hat, mel_t)))
             if self.encoder is not None and self.source == "prior":
-                path = self._student_path(i, z.shape[-1], ctx.device)
+                path = self._student_path(i, item)
                 mel_s = self._mel(self.decoder(path["z_aligned"]).float())
                 path_l1.append(float(mel_l1(mel_s, mel_t)))
                 ratios.append(path["frames"] / z.shape[-1])
@@ -275,17 +286,16 @@ class DistilDecoderStage(Stage):
             metrics["student_duration_ratio"] = sum(ratios) / len(ratios)
         return metrics
 
-    def _student_path(self, i: int, n_frames: int, device) -> dict[str, Any]:
+    def _student_path(self, i: int, item: _HeldOut) -> dict[str, Any]:
         """The encoder's latents for held-out item ``i`` at its default settings (seeded):
-        with the teacher's durations (``z_aligned``) and with its own (``z_free``, ``frames``)."""
-        batch = collate([self.eval_set[i]]).to(device)
-        lat = teacher_latents(self.teacher, batch, self.source,
-                              torch.Generator().manual_seed(self.train_cfg.seed))
-        gen = torch.Generator(device=device).manual_seed(self.train_cfg.seed + i)
-        aligned = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, w_ceil=lat.w_ceil,
+        with the teacher's durations of that very item (``z_aligned``, framed like ``item.z``)
+        and with its own (``z_free``, ``frames``)."""
+        batch = item.batch
+        gen = torch.Generator(device=item.z.device).manual_seed(self.train_cfg.seed + i)
+        aligned = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, w_ceil=item.w_ceil,
                                      generator=gen)
         free = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, generator=gen)
-        return {"z_aligned": fit_length(aligned.z, n_frames), "z_free": free.z,
+        return {"z_aligned": fit_length(aligned.z, item.z.shape[-1]), "z_free": free.z,
                 "frames": int(free.y_mask.sum())}
 
 
