@@ -34,6 +34,7 @@ __all__ = [
     "LatentSettings",
     "LatentCache",
     "choose_latent_source",
+    "fill_latent_cache",
     "open_latent_cache",
     "resolve_latent_settings",
     "teacher_latents",
@@ -365,6 +366,62 @@ class LatentCache:
             pad("z", t), lengths.to(device), pad("mel", t), pad("w_ceil", t_text),
             pad("wav", t * self.hop_length), pad("m", t), pad("logs", t),
         )
+
+
+@torch.no_grad()
+def fill_latent_cache(
+    teacher: Any, dataset: Any, source: str, settings: LatentSettings, cache: LatentCache,
+    generator: torch.Generator | int | None = None, batch_size: int = 8, device: str = "cpu",
+    progress: bool = True,
+) -> int:
+    """Compute the teacher latents of every item of ``dataset`` missing from ``cache``.
+
+    Items are taken shortest first and batched with others of similar length, so the teacher
+    (for prior latents: its whole synthesis, decoder included) wastes little work on padding.
+    Running this before training keeps the teacher's cost out of a stage's time budget, and a
+    run interrupted here resumes where it stopped (finished shards are kept).
+
+    Args:
+        teacher: frozen :class:`nixdistill.teacher.Teacher`.
+        dataset: a dataset of :class:`nixdistill.data.Item` (``utt_id``, ``x``; audio for
+            posterior latents), e.g. ``TextOnlyDataset``.
+        source / settings: as :func:`teacher_latents`.
+        cache: the :class:`LatentCache` to fill.
+        generator: torch generator or integer seed of the sampling noise (one draw per item).
+        batch_size: items per teacher pass.
+        device: torch device of the teacher.
+        progress: show a progress bar on stderr.
+    Returns:
+        the number of items computed (0 when the cache was already complete).
+    Raises:
+        LatentError: as :func:`teacher_latents`.
+    """
+    from .data import collate
+
+    todo = [i for i in range(len(dataset)) if not cache.path(dataset[i].utt_id).is_file()]
+    if not todo:
+        return 0
+    todo.sort(key=lambda i: (len(dataset[i].x), i))
+    batches = [todo[k: k + batch_size] for k in range(0, len(todo), batch_size)]
+    gen = _device_generator(generator, torch.device(device))
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        bar = Progress(console=Console(stderr=True), transient=True)
+        task = bar.add_task("teacher latents", total=len(todo))
+        bar.start()
+    try:
+        for idx in batches:
+            batch = collate([dataset[i] for i in idx]).to(device)
+            teacher_latents(teacher, batch, source, gen, settings, cache)
+            if bar is not None:
+                bar.advance(task, len(idx))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return len(todo)
 
 
 def teacher_description(teacher: Any) -> dict[str, Any]:

@@ -33,6 +33,8 @@ alignment and latent statistics go to TensorBoard.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
-from ..latents import LatentCache, teacher_latents
+from ..latents import LatentCache, fill_latent_cache, teacher_latents
 from ..losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
     gaussian_kl_loss, gaussian_nll_loss,
@@ -312,7 +314,9 @@ def run_distil_encoder(
         device: torch device. resume: continue from ``out_dir``'s last checkpoint.
         max_steps / max_minutes: override ``train.max_steps`` / ``train.max_minutes``.
         cache_latents: cache teacher latents on disk (``train.extra.cache_dir``), one
-            safetensors shard per utterance (the same sample is then reused every epoch).
+            safetensors shard per utterance (the same sample is then reused every epoch). The
+            cache is filled for the whole training set before training starts
+            (:func:`~nixdistill.latents.fill_latent_cache`), outside ``max_minutes``.
         seed: override ``train.seed``.
         cache_dir: latent cache folder overriding ``train.extra.cache_dir``; giving it switches
             caching on (the pipeline shares one cache between encoder and decoder stages).
@@ -331,6 +335,14 @@ def run_distil_encoder(
     cfg = dataclasses.replace(cfg, model=encoder_cfg.to_dict())
     stage = DistilEncoderStage(run.teacher, cfg, encoder_cfg, run.train_set, run.eval_set,
                                run.source, run.cache, run.options)
+    if run.cache is not None:
+        # the teacher runs once, batched by length, before the clock of max_minutes starts
+        t0 = time.perf_counter()
+        n = fill_latent_cache(run.teacher, run.train_set, run.source, stage.latent_settings,
+                              run.cache, cfg.train.seed, device=device)
+        if n:
+            print(f"teacher latents: {n} item(s) cached in {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr)
     meta = {**run.meta, "encoder_config": encoder_cfg.to_dict(),
             "n_inference_params": stage.encoder.n_inference_params()}
     return Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()
