@@ -103,6 +103,8 @@ class TextConfig:
             counts a warning.
         symbols: explicit symbol table (id = index); ``None`` uses the frontend's default.
         phoneme_id_map: Piper-style ``{symbol: [ids]}`` map; overrides ``symbols`` when set.
+        vowel_clusters: a Piper voice's ``vowel_clusters`` (phoneme sequences merged into one
+            map symbol, e.g. ``[["a", "ɪ"]]``); ``espeak`` with a ``phoneme_id_map`` only.
         cleaners: original VITS cleaner names (informational; mapped to ``frontend``).
         cleaned_text: original VITS flag (informational).
     """
@@ -113,6 +115,7 @@ class TextConfig:
     unknown: str = "error"
     symbols: list[str] | None = None
     phoneme_id_map: dict[str, list[int]] | None = None
+    vowel_clusters: list[list[str]] | None = None
     cleaners: list[str] | None = None
     cleaned_text: bool | None = None
 

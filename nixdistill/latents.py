@@ -436,10 +436,16 @@ def open_latent_cache(root: str | Path, teacher: Any, source: str,
 
     Both distillation stages open it the same way, so ``distil-decoder`` reuses the latents
     (and, for prior latents, the teacher's audio) that ``distil-encoder`` already computed.
+    A teacher whose frontend names its phonemizer (``espeak``) records it too: latents of
+    other phoneme ids (another phonemizer or version) are refused.
 
     Raises:
-        LatentError: ``root`` already holds latents of another teacher, source or setting.
+        LatentError: ``root`` already holds latents of another teacher, source, setting or
+            phonemizer.
     """
     identity = {"teacher": teacher_description(teacher), "source": source,
                 "settings": settings._asdict()}
+    phonemizer = getattr(teacher.frontend, "phonemizer", None)
+    if phonemizer is not None:
+        identity["phonemizer"] = phonemizer
     return LatentCache(root, identity, teacher.audio.hop_length)

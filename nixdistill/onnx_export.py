@@ -254,6 +254,9 @@ def piper_voice_config(metadata: dict[str, Any],
         hop_length=int(audio["hop_length"]),
         nixdistill=dict(metadata),
     )
+    cfg.pop("vowel_clusters", None)  # the student's own, if any, not a stale teacher's
+    if frontend.get("vowel_clusters"):
+        cfg["vowel_clusters"] = frontend["vowel_clusters"]
     return cfg
 
 

