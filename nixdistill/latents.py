@@ -37,6 +37,7 @@ __all__ = [
     "fill_latent_cache",
     "open_latent_cache",
     "resolve_latent_settings",
+    "teacher_fingerprint",
     "teacher_latents",
 ]
 
@@ -430,12 +431,27 @@ def teacher_description(teacher: Any) -> dict[str, Any]:
             "n_params": int(teacher.n_params())}
 
 
+def teacher_fingerprint(teacher: Any) -> str:
+    """SHA-1 of the teacher's weights (names, shapes and values, in name order).
+
+    It names the teacher in a latent cache's identity without its file path, so a cache stays
+    valid when the same voice is installed elsewhere, and a retrained teacher at the same path
+    is told apart.
+    """
+    digest = hashlib.sha1()
+    for name, tensor in sorted(teacher.model.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def open_latent_cache(root: str | Path, teacher: Any, source: str,
                       settings: LatentSettings) -> LatentCache:
     """The latent cache of (teacher, latent source, sampling settings) under ``root``.
 
     Both distillation stages open it the same way, so ``distil-decoder`` reuses the latents
     (and, for prior latents, the teacher's audio) that ``distil-encoder`` already computed.
+    The teacher is identified by its weights (:func:`teacher_fingerprint`), not its path.
     A teacher whose frontend names its phonemizer (``espeak``) records it too: latents of
     other phoneme ids (another phonemizer or version) are refused.
 
@@ -443,8 +459,8 @@ def open_latent_cache(root: str | Path, teacher: Any, source: str,
         LatentError: ``root`` already holds latents of another teacher, source, setting or
             phonemizer.
     """
-    identity = {"teacher": teacher_description(teacher), "source": source,
-                "settings": settings._asdict()}
+    identity = {"teacher": {"kind": teacher.kind, "weights_sha1": teacher_fingerprint(teacher)},
+                "source": source, "settings": settings._asdict()}
     phonemizer = getattr(teacher.frontend, "phonemizer", None)
     if phonemizer is not None:
         identity["phonemizer"] = phonemizer

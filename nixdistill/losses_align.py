@@ -155,3 +155,25 @@ def gaussian_nll_loss(
     """
     nll = 0.5 * _LOG_2PI + logs_s + 0.5 * (z - m_s) ** 2 * torch.exp(-2 * logs_s)
     return torch.sum(nll * y_mask) / y_mask.sum().clamp(min=1)
+
+
+def latent_mse_loss(
+    z: torch.Tensor, m_s: torch.Tensor, logs_s: torch.Tensor, y_mask: torch.Tensor
+) -> torch.Tensor:
+    """Squared error of the student mean plus the NLL of its spread with the mean held fixed.
+
+    ``Σ_c ½(z − m_s)² + NLL(z; sg(m_s), e^logs_s)`` per valid frame, averaged over frames.
+    Every latent channel pulls ``m_s`` with the same weight; the plain Gaussian NLL weights each
+    error by ``e^{-2 logs_s}``, so the well-fitted channels dominate and the hard ones are
+    neglected (Seitzer et al. 2022, "On the pitfalls of heteroscedastic uncertainty
+    estimation", ICLR, §3). ``logs_s`` still learns the residual spread, for sampling at a
+    noise scale above 0.
+
+    Args:
+        z: target latents, [B, C, T_frames] (deterministic teacher latents: noise 0).
+        m_s / logs_s: student mean and log-std, [B, C, T_frames].
+        y_mask: [B, 1, T_frames].
+    """
+    sq = 0.5 * (z - m_s) ** 2
+    return (torch.sum(sq * y_mask) / y_mask.sum().clamp(min=1)
+            + gaussian_nll_loss(z, m_s.detach(), logs_s, y_mask))

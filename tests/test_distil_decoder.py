@@ -182,7 +182,7 @@ def test_decoder_validates_the_students_real_path_and_can_start_from_a_run(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_decoder_refuses_latent_settings_other_than_the_encoder_runs(
+def test_decoder_inherits_the_encoder_runs_latent_settings_and_refuses_others(
         tmp_path, tiny_teacher, tiny_ljspeech, tiny_encoder_run):
     from nixdistill.latents import LatentError
     from nixdistill.training.distil_decoder import run_distil_decoder
@@ -193,8 +193,17 @@ def test_decoder_refuses_latent_settings_other_than_the_encoder_runs(
     ckpt.pop("path", None)
     other = tmp_path / "enc"
     save_checkpoint(other / "checkpoints" / "last.pt", ckpt)
+    # a decoder config that sets no latent settings takes the encoder run's
+    run_distil_decoder(tiny_teacher, tiny_ljspeech, "tiny/decoder_istft", tmp_path / "run",
+                       latents="prior", encoder_run=other, max_steps=1)
+    assert load_checkpoint(tmp_path / "run")["meta"]["latent_settings"]["noise_scale"] == 0.5
+    # one that sets another value is refused, naming the field
+    raw = json.loads(Path(str(resolve_config_path("tiny/decoder_istft"))).read_text())
+    raw["train"].setdefault("extra", {})["teacher_noise_scale"] = 0.667
+    config = tmp_path / "explicit.json"
+    config.write_text(json.dumps(raw))
     with pytest.raises(LatentError, match="noise_scale: 0.667 != 0.5"):
-        run_distil_decoder(tiny_teacher, tiny_ljspeech, "tiny/decoder_istft", tmp_path / "run",
+        run_distil_decoder(tiny_teacher, tiny_ljspeech, str(config), tmp_path / "run2",
                            latents="prior", encoder_run=other, max_steps=1)
 
 

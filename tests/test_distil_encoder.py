@@ -15,9 +15,10 @@ from nixdistill.cli import cli
 from nixdistill.config import load_config
 from nixdistill.data import AudioTextDataset, TextOnlyDataset, collate, read_dataset
 from nixdistill.latents import (
-    LatentCache, LatentError, LatentSettings, choose_latent_source, open_latent_cache,
-    resolve_latent_settings, teacher_latents,
+    LatentCache, LatentError, LatentSettings, choose_latent_source, fill_latent_cache,
+    open_latent_cache, resolve_latent_settings, teacher_fingerprint, teacher_latents,
 )
+from nixdistill.losses_align import gaussian_nll_loss, latent_mse_loss
 from nixdistill.teacher import build_teacher_model, load_teacher
 from nixdistill.text import EspeakFrontend, build_frontend
 from nixdistill.runs import load_checkpoint
@@ -132,6 +133,54 @@ def test_latent_settings_are_shared_and_a_mismatch_is_an_error(tiny_teacher, tmp
         resolve_latent_settings(shipped, {"encoder run": shipped._replace(noise_scale_w=0.0)})
     with pytest.raises(LatentError, match="unknown key"):
         LatentSettings.from_dict({"noise": 0.1})
+
+
+def test_fill_latent_cache_computes_each_missing_item_once(tiny_teacher, tiny_ljspeech, tmp_path):
+    utts = read_dataset(tiny_ljspeech)[:5]
+    ds = TextOnlyDataset(utts, tiny_teacher.frontend)
+    cache = open_latent_cache(tmp_path, tiny_teacher, "prior", LatentSettings())
+    assert fill_latent_cache(tiny_teacher, ds, "prior", LatentSettings(), cache, 0,
+                             batch_size=2, progress=False) == 5
+    assert len(list(cache.dir.glob("*.safetensors"))) == 5
+    # complete: nothing recomputed; and what training then loads is what was filled
+    assert fill_latent_cache(tiny_teacher, ds, "prior", LatentSettings(), cache, 1,
+                             progress=False) == 0
+    batch = collate([ds[0], ds[3]])
+    hit = cache.load(batch.utt_ids, batch.x.shape[1])
+    assert hit is not None and torch.equal(hit.w_ceil.sum(1), hit.y_lengths)
+
+
+def test_latent_cache_names_the_teacher_by_its_weights_not_its_path(tiny_teacher, tmp_path):
+    settings = LatentSettings()
+    moved = dataclasses.replace(tiny_teacher, source="/elsewhere/voice.onnx")
+    first = open_latent_cache(tmp_path, tiny_teacher, "prior", settings)
+    assert open_latent_cache(tmp_path, moved, "prior", settings).identity == first.identity
+    assert teacher_fingerprint(moved) == teacher_fingerprint(tiny_teacher)
+    changed = build_teacher_model(load_config("tiny/teacher"), tiny_teacher.frontend)[0]
+    with torch.no_grad():
+        for p in changed.parameters():
+            p.add_(0.01)
+    retrained = dataclasses.replace(tiny_teacher, model=changed)
+    assert teacher_fingerprint(retrained) != teacher_fingerprint(tiny_teacher)
+    with pytest.raises(LatentError, match="teacher"):
+        open_latent_cache(tmp_path, retrained, "prior", settings)
+
+
+def test_latent_mse_loss_weights_every_channel_alike():
+    z = torch.zeros(1, 2, 4)
+    m_s = torch.tensor([[[0.1] * 4, [1.0] * 4]])
+    sharp = torch.tensor([[[-3.0] * 4, [0.0] * 4]])  # channel 0 confident, channel 1 not
+    y_mask = torch.ones(1, 1, 4)
+    m = m_s.clone().requires_grad_(True)
+    latent_mse_loss(z, m, sharp, y_mask).backward()
+    # the mean's gradient is the plain error (0.1 and 1.0, over 4 frames), whatever logs_s says
+    torch.testing.assert_close(m.grad[0, :, 0] * 4, torch.tensor([0.1, 1.0]))
+    m2 = m_s.clone().requires_grad_(True)
+    gaussian_nll_loss(z, m2, sharp, y_mask).backward()
+    assert m2.grad[0, 0, 0] > m2.grad[0, 1, 0]  # the NLL favours the confident channel
+    logs = sharp.clone().requires_grad_(True)
+    latent_mse_loss(z, m_s, logs, y_mask).backward()
+    assert logs.grad.abs().sum() > 0  # the spread is still learned
 
 
 def test_latent_cache_records_the_teachers_phonemizer(tiny_teacher, tmp_path):

@@ -35,7 +35,7 @@ from torch import nn
 from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
-from ..latents import LatentCache, LatentSettings, resolve_latent_settings, teacher_latents
+from ..latents import LatentCache, LatentSettings, teacher_latents
 from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
 from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
 from .setup import DistilOptions, decoder_model_config, prepare_distillation
@@ -129,6 +129,7 @@ class DistilDecoderStage(Stage):
         self.encoder = encoder
         self.cache = cache
         self.latent_settings = self.options.latent_settings()
+        self.options = self.options.with_latent_settings(self.latent_settings)
         self.segment_frames = cfg.train.segment_size // cfg.audio.hop_length
         res = self.options.stft_resolutions
         self.resolutions = ([STFTResolution(*r) for r in res] if res is not None
@@ -331,20 +332,21 @@ def run_distil_decoder(
         ConfigError, NixdistillError: bad config, data or teacher; latent settings that differ
             from the encoder run's or the cache's (:class:`~nixdistill.latents.LatentError`).
     """
+    inherited: dict[str, LatentSettings | None] = {}
+    if encoder_run is not None:  # the encoder run fixed the latent settings first
+        enc_settings = (load_checkpoint(encoder_run).get("meta") or {}).get("latent_settings")
+        inherited[f"encoder run {encoder_run}"] = (
+            None if enc_settings is None else LatentSettings.from_dict(enc_settings))
     run = prepare_distillation(
         DistilDecoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
-        max_steps, max_minutes, seed, cache_dir=cache_dir)
+        max_steps, max_minutes, seed, cache_dir=cache_dir, inherited_settings=inherited)
     cfg = run.cfg
     dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels, cfg.source)
     cfg = dataclasses.replace(cfg, model=dataclasses.asdict(dec_cfg))
     encoder = None
     if encoder_run is not None:
-        encoder, _, enc_ckpt = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
+        encoder, _, _ = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
         encoder.requires_grad_(False).to(device)
-        enc_settings = (enc_ckpt.get("meta") or {}).get("latent_settings")
-        resolve_latent_settings(run.options.latent_settings(), {
-            f"encoder run {encoder_run}": (None if enc_settings is None else
-                                           LatentSettings.from_dict(enc_settings))})
     stage = DistilDecoderStage(run.teacher, cfg, dec_cfg, run.train_set, run.eval_set,
                                run.source, encoder, run.cache, run.options)
     if init_run is not None and not (resume and latest_checkpoint(out_dir) is not None):

@@ -48,7 +48,7 @@ from ..data import collate
 from ..latents import LatentCache, fill_latent_cache, teacher_latents
 from ..losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
-    gaussian_kl_loss, gaussian_nll_loss,
+    gaussian_kl_loss, gaussian_nll_loss, latent_mse_loss,
 )
 from .setup import DistilOptions, encoder_model_config, prepare_distillation
 from .logging import plot_alignment, plot_spectrogram
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"kl": 1.0, "forward_sum": 1.0, "bin": 1.0, "duration": 1.0}
-KL_MODES = ("auto", "nll")
+KL_MODES = ("auto", "nll", "mse")
 
 
 @dataclass
@@ -74,7 +74,9 @@ class EncoderOptions(DistilOptions):
         bin_start_step: first step of the binarization loss.
         bin_ramp_steps: steps of its linear ramp to full weight.
         kl_mode: ``"auto"`` (closed-form KL against the teacher posterior when available, else
-            Gaussian NLL of the teacher ``z``) or ``"nll"`` (always the NLL).
+            Gaussian NLL of the teacher ``z``), ``"nll"`` (always the NLL) or ``"mse"``
+            (:func:`~nixdistill.losses_align.latent_mse_loss`: squared error of ``m_s`` plus the
+            NLL of ``logs_s`` alone; meant for deterministic teacher latents, noise 0).
         eval_noise_scale: student ``z`` noise at evaluation.
     """
 
@@ -124,6 +126,7 @@ class DistilEncoderStage(Stage):
         self.eval_set = eval_set
         self.cache = cache
         self.latent_settings = self.options.latent_settings()
+        self.options = self.options.with_latent_settings(self.latent_settings)
         self.encoder = NixEncoder(encoder_cfg)
         self.n_speakers = encoder_cfg.n_speakers
 
@@ -155,6 +158,8 @@ class DistilEncoderStage(Stage):
         if lat.m is not None and self.options.kl_mode == "auto":
             kl = gaussian_kl_loss(m_s, logs_s, fit_length(lat.m, frames).float(),
                                   fit_length(lat.logs, frames).float(), y_mask)
+        elif self.options.kl_mode == "mse":
+            kl = latent_mse_loss(fit_length(lat.z, frames).float(), m_s, logs_s, y_mask)
         else:
             kl = gaussian_nll_loss(fit_length(lat.z, frames).float(), m_s, logs_s, y_mask)
         y_lengths = out.y_mask.sum((1, 2)).long()

@@ -29,7 +29,7 @@ from ..errors import ConfigError, NixdistillError
 from ..data import (AudioTextDataset, TextOnlyDataset, Utterance, train_val_utterances,
                     usable_utterances)
 from ..latents import (LatentCache, LatentSettings, choose_latent_source, open_latent_cache,
-                       teacher_description)
+                       resolve_latent_settings, teacher_description)
 from ..runs import CONFIG_FILENAME
 from ..teachers.vits import VITS, VITSConfig
 from .stage import Stage
@@ -156,25 +156,49 @@ class DistilOptions:
         teacher_noise_scale / teacher_length_scale / teacher_noise_scale_w: teacher sampling for
             prior latents (and for the encoder's evaluation references).
         posterior_noise_scale: std multiplier of the posterior sample (1: a true sample of q).
+            These four are :class:`~nixdistill.latents.LatentSettings`; ``None`` (unset) means
+            "as already fixed": by the encoder run a decoder is trained on, else by the latent
+            cache, else the defaults. :func:`prepare_distillation` resolves them.
         cache_dir: latent cache folder (relative paths are inside the run folder); used only
             when latent caching is switched on.
     """
 
     eval_items: int = 2
-    teacher_noise_scale: float = 0.667
-    teacher_length_scale: float = 1.0
-    teacher_noise_scale_w: float = 0.8
-    posterior_noise_scale: float = 1.0
+    teacher_noise_scale: float | None = None
+    teacher_length_scale: float | None = None
+    teacher_noise_scale_w: float | None = None
+    posterior_noise_scale: float | None = None
     cache_dir: str = "latent_cache"
 
     def __post_init__(self) -> None:
         if self.eval_items < 1:
             raise ConfigError("train.extra.eval_items must be >= 1")
 
+    def _latent_fields(self) -> tuple[float | None, ...]:
+        return (self.teacher_noise_scale, self.teacher_length_scale, self.teacher_noise_scale_w,
+                self.posterior_noise_scale)
+
+    def explicit_latent_settings(self) -> LatentSettings | None:
+        """The latent settings this config sets (unset fields at their defaults), or ``None``
+        when it sets none."""
+        given = self._latent_fields()
+        if all(v is None for v in given):
+            return None
+        return LatentSettings(*(d if v is None else float(v)
+                                for v, d in zip(given, LatentSettings())))
+
     def latent_settings(self) -> LatentSettings:
-        """The teacher sampling settings of :func:`nixdistill.latents.teacher_latents`."""
-        return LatentSettings(self.teacher_noise_scale, self.teacher_length_scale,
-                              self.teacher_noise_scale_w, self.posterior_noise_scale)
+        """The teacher sampling settings of :func:`nixdistill.latents.teacher_latents`
+        (after :func:`prepare_distillation`, the resolved ones)."""
+        return self.explicit_latent_settings() or LatentSettings()
+
+    def with_latent_settings(self, settings: LatentSettings) -> "DistilOptions":
+        """A copy with every latent field set from ``settings``."""
+        return dataclasses.replace(
+            self, teacher_noise_scale=settings.noise_scale,
+            teacher_length_scale=settings.length_scale,
+            teacher_noise_scale_w=settings.noise_scale_w,
+            posterior_noise_scale=settings.posterior_noise_scale)
 
 
 @dataclass
@@ -271,6 +295,7 @@ def prepare_distillation(
     max_steps: int | None = None, max_minutes: float | None = None, seed: int | None = None,
     cache_latents: bool = False, cache_dir: str | Path | None = None,
     drop_unalignable: bool = False,
+    inherited_settings: dict[str, LatentSettings | None] | None = None,
 ) -> Distillation:
     """Set up a distillation run (the steps are listed in the module docstring).
 
@@ -286,6 +311,9 @@ def prepare_distillation(
         cache_latents: cache teacher latents in ``train.extra.cache_dir``.
         cache_dir: latent cache folder; giving it switches caching on.
         drop_unalignable: drop items with more tokens than frames (posterior latents only).
+        inherited_settings: latent settings already fixed elsewhere, by origin (e.g. the encoder
+            run a decoder trains on); with the cache's own, they fill the settings the config
+            leaves unset (:func:`~nixdistill.latents.resolve_latent_settings`).
     Raises:
         ConfigError, DataError, LatentError, TeacherError: unusable inputs.
     """
@@ -312,9 +340,15 @@ def prepare_distillation(
         eval_set = TextOnlyDataset(split.val, teacher.frontend)
 
     cache = None
-    if cache_latents or cache_dir is not None:
-        root = Path(cache_dir) if cache_dir is not None else Path(out_dir) / options.cache_dir
-        cache = open_latent_cache(root, teacher, source, options.latent_settings())
+    caching = cache_latents or cache_dir is not None
+    root = Path(cache_dir) if cache_dir is not None else Path(out_dir) / options.cache_dir
+    inherited = dict(inherited_settings or {})
+    if caching:
+        inherited[f"latent cache {root}"] = LatentCache.stored_settings(root)
+    settings = resolve_latent_settings(options.explicit_latent_settings(), inherited)
+    options = options.with_latent_settings(settings)
+    if caching:
+        cache = open_latent_cache(root, teacher, source, settings)
     meta = {
         "stage": stage_cls.name,
         "teacher": teacher_description(teacher),
