@@ -432,13 +432,21 @@ def teacher_description(teacher: Any) -> dict[str, Any]:
 
 
 def teacher_fingerprint(teacher: Any) -> str:
-    """SHA-1 of the teacher's weights (names, shapes and values, in name order).
+    """SHA-1 of the file the teacher's weights came from (``teacher.source``).
 
-    It names the teacher in a latent cache's identity without its file path, so a cache stays
-    valid when the same voice is installed elsewhere, and a retrained teacher at the same path
-    is told apart.
+    It names the teacher in a latent cache's identity without its path, so a cache stays valid
+    when the same voice is installed elsewhere, and a retrained teacher at the same path is told
+    apart. (Not the loaded state dict: a Piper ``.onnx`` lacks the training-only modules, such
+    as the stochastic duration predictor's posterior flows, which are freshly initialised at
+    every load.) A teacher without a source file is hashed by its weights.
     """
     digest = hashlib.sha1()
+    path = Path(str(getattr(teacher, "source", "")))
+    if path.is_file():
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
     for name, tensor in sorted(teacher.model.state_dict().items()):
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
@@ -451,7 +459,7 @@ def open_latent_cache(root: str | Path, teacher: Any, source: str,
 
     Both distillation stages open it the same way, so ``distil-decoder`` reuses the latents
     (and, for prior latents, the teacher's audio) that ``distil-encoder`` already computed.
-    The teacher is identified by its weights (:func:`teacher_fingerprint`), not its path.
+    The teacher is identified by its file's content (:func:`teacher_fingerprint`), not its path.
     A teacher whose frontend names its phonemizer (``espeak``) records it too: latents of
     other phoneme ids (another phonemizer or version) are refused.
 
@@ -459,7 +467,7 @@ def open_latent_cache(root: str | Path, teacher: Any, source: str,
         LatentError: ``root`` already holds latents of another teacher, source, setting or
             phonemizer.
     """
-    identity = {"teacher": {"kind": teacher.kind, "weights_sha1": teacher_fingerprint(teacher)},
+    identity = {"teacher": {"kind": teacher.kind, "sha1": teacher_fingerprint(teacher)},
                 "source": source, "settings": settings._asdict()}
     phonemizer = getattr(teacher.frontend, "phonemizer", None)
     if phonemizer is not None:

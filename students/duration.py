@@ -46,6 +46,18 @@ class DurationPredictor(nn.Module):
         y = self.stack(self.pre(h) * x_mask, x_mask, g)
         return self.proj(y) * x_mask
 
+    @torch.no_grad()
+    def rescale(self, factor: float) -> None:
+        """Multiply every predicted duration by ``factor`` (> 0): adds ``log factor`` to the
+        output bias, so ``logw`` of every valid token shifts by it.
+
+        Raises:
+            ValueError: ``factor`` is not positive.
+        """
+        if not factor > 0:
+            raise ValueError(f"duration factor must be > 0, got {factor}")
+        self.proj.bias.add_(math.log(factor))
+
 
 class _AffineCoupling(nn.Module):
     """Affine coupling on a 2-channel variable: channel 1 is shifted/scaled by a DS-conv net of

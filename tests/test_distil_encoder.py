@@ -150,20 +150,29 @@ def test_fill_latent_cache_computes_each_missing_item_once(tiny_teacher, tiny_lj
     assert hit is not None and torch.equal(hit.w_ceil.sum(1), hit.y_lengths)
 
 
-def test_latent_cache_names_the_teacher_by_its_weights_not_its_path(tiny_teacher, tmp_path):
+def test_latent_cache_names_the_teacher_by_its_file_not_its_path(tiny_teacher_file, tmp_path):
+    import shutil
+
     settings = LatentSettings()
-    moved = dataclasses.replace(tiny_teacher, source="/elsewhere/voice.onnx")
-    first = open_latent_cache(tmp_path, tiny_teacher, "prior", settings)
-    assert open_latent_cache(tmp_path, moved, "prior", settings).identity == first.identity
-    assert teacher_fingerprint(moved) == teacher_fingerprint(tiny_teacher)
-    changed = build_teacher_model(load_config("tiny/teacher"), tiny_teacher.frontend)[0]
-    with torch.no_grad():
-        for p in changed.parameters():
-            p.add_(0.01)
-    retrained = dataclasses.replace(tiny_teacher, model=changed)
-    assert teacher_fingerprint(retrained) != teacher_fingerprint(tiny_teacher)
+    teacher = load_teacher(tiny_teacher_file)
+    first = open_latent_cache(tmp_path / "cache", teacher, "prior", settings)
+    # the same file loaded again, or installed elsewhere: the same teacher, the same cache
+    moved = tmp_path / "elsewhere" / "teacher.pt"
+    moved.parent.mkdir()
+    shutil.copy(tiny_teacher_file, moved)
+    again = load_teacher(moved)
+    assert teacher_fingerprint(again) == teacher_fingerprint(teacher)
+    assert open_latent_cache(tmp_path / "cache", again, "prior", settings).identity == first.identity
+    # other weights at the same path are another teacher, and the cache refuses them
+    ckpt = torch.load(moved, weights_only=False)
+    for v in ckpt["models"]["generator"].values():
+        if v.is_floating_point():
+            v.add_(0.01)
+    torch.save(ckpt, moved)
+    retrained = load_teacher(moved)
+    assert teacher_fingerprint(retrained) != teacher_fingerprint(teacher)
     with pytest.raises(LatentError, match="teacher"):
-        open_latent_cache(tmp_path, retrained, "prior", settings)
+        open_latent_cache(tmp_path / "cache", retrained, "prior", settings)
 
 
 def test_latent_mse_loss_weights_every_channel_alike():
@@ -238,6 +247,31 @@ def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_p
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run)["step"] == 3
     assert _scalars(run, "val/mel_l1")
+    # each finished run folded the measured speaking rate into its duration predictor, so the
+    # final encoder's frames on the training set sum to the teacher's
+    ckpt = load_checkpoint(run)
+    assert ckpt["meta"]["duration_rate"] and all(f > 0 for f in ckpt["meta"]["duration_rate"])
+    from nixdistill.runs import encoder_from_run
+    from nixdistill.training.distil_encoder import duration_rate
+
+    teacher = load_teacher(tiny_teacher_file)
+    encoder, _, _ = encoder_from_run(run)
+    cache = open_latent_cache(run / "latent_cache", teacher, "prior", LatentSettings())
+    items = TextOnlyDataset(read_dataset(tiny_ljspeech), teacher.frontend)
+    ratio, n = duration_rate(encoder, items, cache)
+    assert n >= 2 and ratio == pytest.approx(1.0, rel=1e-3)
+
+
+def test_duration_predictor_rescale_multiplies_every_duration():
+    from nixdistill.students.duration import DurationPredictor
+
+    dp = DurationPredictor(8, 8, 8, 3, [1], 0.0).eval()
+    h, x_mask = torch.randn(2, 8, 5), torch.tensor([[[1.0] * 5], [[1.0] * 3 + [0.0] * 2]])
+    before = torch.exp(dp(h, x_mask)) * x_mask
+    dp.rescale(1.5)
+    torch.testing.assert_close(torch.exp(dp(h, x_mask)) * x_mask, before * 1.5)
+    with pytest.raises(ValueError):
+        dp.rescale(0.0)
 
 
 def test_posterior_on_a_prior_only_teacher_is_a_clear_error(tiny_teacher_file, tiny_ljspeech,
