@@ -439,6 +439,11 @@ def teacher_fingerprint(teacher: Any) -> str:
     apart. (Not the loaded state dict: a Piper ``.onnx`` lacks the training-only modules, such
     as the stochastic duration predictor's posterior flows, which are freshly initialised at
     every load.) A teacher without a source file is hashed by its weights.
+
+    Returns:
+        40 hex digits.
+    Raises:
+        OSError: the source file exists but cannot be read.
     """
     digest = hashlib.sha1()
     path = Path(str(getattr(teacher, "source", "")))

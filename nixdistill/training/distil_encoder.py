@@ -313,10 +313,16 @@ def duration_rate(encoder, dataset, cache: LatentCache, batch_size: int = 16,
 
     Args:
         encoder: a :class:`~nixdistill.students.encoder.NixEncoder` (deterministic durations).
-        dataset: the training items (``utt_id``, ``x``).
-        cache: the latent cache holding their teacher durations (``w_ceil``).
+        dataset: the training items (``utt_id``, ``x`` [T_text] token ids).
+        cache: the latent cache holding their teacher durations (``w_ceil``, frames per token).
+        batch_size: items per pass. device: torch device of ``encoder``.
     Returns:
-        (ratio, number of items used); ``(1.0, 0)`` when no item is cached.
+        (ratio of summed frames, number of items used); ``(1.0, 0)`` when no item is cached.
+        Student frames are the continuous ``exp(logw)`` before rounding (the rounding by
+        running total, :func:`~nixdistill.students.duration.round_durations`, is unbiased).
+    Raises:
+        ValueError: a multi-speaker encoder and items without speaker ids.
+    Source: this project (no counterpart in Nix-TTS or VITS).
     """
     was_training = encoder.training
     encoder.eval()
@@ -343,8 +349,15 @@ def calibrate_duration_rate(checkpoint: Path, dataset, cache: LatentCache,
     """Fold the measured :func:`duration_rate` into the duration predictor of an encoder
     checkpoint (rewritten in place; ``meta["duration_rate"]`` records the factors applied).
 
+    Args:
+        checkpoint: the encoder run's checkpoint file (e.g. ``checkpoints/last.pt``).
+        dataset / cache: as :func:`duration_rate`. device: torch device for the pass.
     Returns:
-        the factor applied, or ``None`` for a stochastic predictor (its rate is sampled).
+        the factor applied (teacher ÷ student frames), or ``None`` for a stochastic predictor
+        (its rate is sampled) or when no item is cached.
+    Raises:
+        CheckpointError: ``checkpoint`` is not a readable encoder checkpoint.
+        ConfigError: its ``meta.encoder_config`` is invalid.
     """
     from ..runs import load_checkpoint, save_checkpoint
     from ..students.encoder import NixEncoder, NixEncoderConfig
