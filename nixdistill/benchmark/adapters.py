@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ __all__ = [
     "teacher_view",
     "student_view",
     "size_report",
+    "student_onnx_graphs",
+    "int8_copies",
 ]
 
 MB = 1 << 20
@@ -309,3 +312,20 @@ def student_onnx_graphs(student_path: str | Path, out_dir: str | Path) -> tuple[
             raise e
     paths = export_onnx(student_path, out / "student.onnx")
     return [str(paths.encoder), str(paths.decoder)], "two-graph"
+
+
+def int8_copies(graphs: Sequence[str | Path], out_dir: str | Path) -> tuple[list[str], dict[str, Any]]:
+    """Copies of ``graphs`` in ``out_dir`` with int8 ``MatMul`` weights
+    (:func:`nixdistill.onnx_export.quantize_int8_graphs`); the originals are untouched.
+
+    Returns:
+        (the copies in the same order, the quantization record).
+    Raises:
+        OnnxExportError: ``onnx`` or ``onnxruntime`` missing.
+    """
+    from ..onnx_export import quantize_int8_graphs
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    copies = [str(shutil.copy(g, out / Path(g).name)) for g in graphs]
+    return copies, quantize_int8_graphs(copies)

@@ -17,7 +17,7 @@ import torch
 
 from ..config import AudioConfig
 from .quality import LANES
-from .result import BenchmarkResult, ModelEntry
+from .result import INT8_SUFFIX, BenchmarkResult, ModelEntry
 
 __all__ = ["tables", "write_json", "write_report", "write_plots", "render_tables", "write_outputs"]
 
@@ -41,11 +41,18 @@ def _median(stats: dict[str, Any] | None) -> float | None:
     return None if stats is None else stats["median"]
 
 
+def _int8(e: ModelEntry, key: str) -> dict[str, Any] | None:
+    """``e.int8_onnxruntime[key]`` (the student's int8 copy), or None."""
+    return (e.int8_onnxruntime or {}).get(key)
+
+
 def _speed_rows(e: ModelEntry) -> list[list[str]]:
     rows = []
-    for runtime, speed in (("PyTorch", e.speed), ("ONNX Runtime", e.speed_onnxruntime or {})):
+    for name, runtime, speed in ((e.name, "PyTorch", e.speed),
+                                 (e.name, "ONNX Runtime", e.speed_onnxruntime or {}),
+                                 (e.name + INT8_SUFFIX, "ONNX Runtime", _int8(e, "speed") or {})):
         for th, s in speed.items():
-            rows.append([e.name, runtime, th,
+            rows.append([name, runtime, th,
                          f"{_fmt(s['rtf']['median'])} [{_fmt(s['rtf']['q1'])}–{_fmt(s['rtf']['q3'])}]",
                          _fmt(_median(s["encoder_rtf"])), _fmt(_median(s["decoder_rtf"])),
                          _fmt(s["latency_ms"]["median"], 1), _fmt(s["audio_s"], 2)])
@@ -91,10 +98,12 @@ def tables(r: BenchmarkResult) -> list[Table]:
         out.append(("Speed-up (teacher / student, same runtime and threads)",
                     ["student", "runtime", "threads", "by RTF", "by latency", "duration ratio",
                      "encoder", "decoder"], rows))
-    rows = [[e.name, runtime, _fmt(m["loaded_rss_mb"], 1), _fmt(m["peak_rss_mb"], 1),
+    rows = [[name, runtime, _fmt(m["loaded_rss_mb"], 1), _fmt(m["peak_rss_mb"], 1),
              _fmt(m["peak_rss_delta_mb"], 1)]
             for e in entries
-            for runtime, m in (("PyTorch", e.memory), ("ONNX Runtime", e.memory_onnxruntime))
+            for name, runtime, m in ((e.name, "PyTorch", e.memory),
+                                     (e.name, "ONNX Runtime", e.memory_onnxruntime),
+                                     (e.name + INT8_SUFFIX, "ONNX Runtime", _int8(e, "memory")))
             if m is not None]
     if rows:
         out.append(("Memory of a synthesis process (MB, 1 thread)",

@@ -11,8 +11,10 @@ import numpy as np
 
 from ..config import AudioConfig
 
-__all__ = ["ModelEntry", "BenchmarkResult"]
+__all__ = ["INT8_SUFFIX", "ModelEntry", "BenchmarkResult"]
 
+INT8_SUFFIX = " int8"
+"""Name suffix of a student's int8 ONNX Runtime copy in the tables and speed-up keys."""
 _NOT_SERIALISED = ("first_clips", "audio")
 
 
@@ -34,6 +36,9 @@ class ModelEntry:
             ``per_sentence``) and ``as_shipped`` (the same at the model's default settings), or
             None without the quality pass.
         speed_onnxruntime / memory_onnxruntime: the same in ONNX Runtime, or None.
+        int8_onnxruntime: the student's int8 ONNX Runtime copy (``BenchmarkSettings.int8``):
+            ``{"quantization": quantize_int8's record, "file_mb", "float_file_mb" (its graphs
+            and the float ones), "speed", "memory"}``, or None.
     """
 
     name: str
@@ -47,6 +52,7 @@ class ModelEntry:
     quality: dict[str, Any] | None = None
     speed_onnxruntime: dict[str, dict[str, Any]] | None = None
     memory_onnxruntime: dict[str, Any] | None = None
+    int8_onnxruntime: dict[str, Any] | None = None
 
 
 @dataclass
@@ -58,7 +64,8 @@ class BenchmarkResult:
         teacher / students: per-model entries.
         speedup: PyTorch teacher/student ratios ``{student: {threads: {end_to_end, encoder,
             decoder, latency, duration_ratio}}}``; ``speedup_onnxruntime`` the same in ONNX
-            Runtime (empty when not measured).
+            Runtime (empty when not measured), with a ``"<student> int8"`` key per student's
+            int8 copy when one was timed.
         quality_enabled: whether the quality pass ran.
         lanes: attribution lanes per student (see :mod:`nixdistill.benchmark.quality`).
         noise_sweep: full-student scores per noise scale, per student.
@@ -106,7 +113,7 @@ class BenchmarkResult:
 
     def headline(self) -> dict[str, Any]:
         """The numbers a person wants first: parameters, median RTF per runtime and thread
-        count, speed-ups (RTF and latency), WER/CER, DNSMOS and MCD (noise 0 and as shipped)
+        count, speed-ups (RTF and latency; ``ort_int8_`` for the int8 copy), WER/CER, DNSMOS and MCD (noise 0 and as shipped)
         of the teacher and the first student, and the student's duration ratio as shipped.
         Entries the benchmark did not measure are left out."""
         out: dict[str, Any] = {}
@@ -137,8 +144,11 @@ class BenchmarkResult:
                 if shipped is not None:
                     out["duration_ratio"] = round(shipped["duration_ratio"], 3)
         if first is not None:
-            for prefix, table in (("", self.speedup), ("ort_", self.speedup_onnxruntime)):
-                for threads, ratios in table.get(first.name, {}).items():
+            for prefix, table, name in (("", self.speedup, first.name),
+                                        ("ort_", self.speedup_onnxruntime, first.name),
+                                        ("ort_int8_", self.speedup_onnxruntime,
+                                         first.name + INT8_SUFFIX)):
+                for threads, ratios in table.get(name, {}).items():
                     out[f"{prefix}speedup_{threads}thr"] = round(ratios["end_to_end"], 2)
                     out[f"{prefix}latency_speedup_{threads}thr"] = round(ratios["latency"], 2)
         return out

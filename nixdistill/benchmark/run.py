@@ -17,10 +17,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .adapters import OrtModel, TorchModel, size_report, student_onnx_graphs, student_view, teacher_view
+from .adapters import (
+    OrtModel,
+    TorchModel,
+    int8_copies,
+    size_report,
+    student_onnx_graphs,
+    student_view,
+    teacher_view,
+)
 from .memory import measure_peak_rss
 from .quality import first_sentence_clips, quality_pass
-from .result import BenchmarkResult, ModelEntry
+from .result import INT8_SUFFIX, BenchmarkResult, ModelEntry
 from .settings import BenchmarkError, BenchmarkSettings, default_texts
 from .speed import speedups, time_models
 
@@ -107,14 +115,21 @@ def _read_real(filelist: str | Path, sample_rate: int, limit: int) -> list[tuple
     return [(u.text, load_wav(u.wav_path, sample_rate), sample_rate) for u in utts]
 
 
+def _mb(paths: Sequence[str]) -> float:
+    return sum(os.path.getsize(p) for p in paths) / (1 << 20)
+
+
 def _ort_models(teacher: Any, t_model: TorchModel, s_models: Sequence[TorchModel],
-                s_refs: Sequence[Any], tmp: Path) -> tuple[list[OrtModel], str | None]:
+                s_refs: Sequence[Any], tmp: Path,
+                int8: bool = False) -> tuple[list[OrtModel], dict[str, dict[str, Any]], str | None]:
     """ONNX Runtime twins: the teacher's own Piper graph (Piper voices only) and each student
-    file's exported graph(s); the note says what is missing and why."""
+    file's exported graph(s), plus with ``int8`` a MatMul-int8 copy of those (named
+    ``<student> int8``); the int8 copies' facts by student name; the note says what is
+    missing and why, and how each student was exported."""
     missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
     if missing:
-        return [], f"{' and '.join(missing)} not installed (pip install 'nixdistill[piper]')"
-    out, note = [], None
+        return [], {}, f"{' and '.join(missing)} not installed (pip install 'nixdistill[piper]')"
+    out, int8_info, note = [], {}, None
     if teacher.kind == "piper" and t_model.path is not None:
         out.append(OrtModel(t_model.name + ORT_SUFFIX, "teacher", [t_model.path], t_model.audio,
                             t_model.encode_text))
@@ -122,12 +137,22 @@ def _ort_models(teacher: Any, t_model: TorchModel, s_models: Sequence[TorchModel
         note = "the teacher is not a Piper .onnx voice: no ONNX Runtime teacher, no speed-up"
     formats = []
     for m, ref in zip(s_models, s_refs):
-        if isinstance(ref, (str, Path)):
-            graphs, fmt = student_onnx_graphs(ref, tmp / m.name)
-            formats.append(f"{m.name}: {fmt}")
-            out.append(OrtModel(m.name + ORT_SUFFIX, "student", graphs, m.audio, m.encode_text))
+        if not isinstance(ref, (str, Path)):
+            continue
+        graphs, fmt = student_onnx_graphs(ref, tmp / m.name)
+        formats.append(f"{m.name}: {fmt}")
+        out.append(OrtModel(m.name + ORT_SUFFIX, "student", graphs, m.audio, m.encode_text))
+        if int8:
+            q_graphs, record = int8_copies(graphs, tmp / f"{m.name}-int8")
+            int8_info[m.name] = {"quantization": record, "file_mb": _mb(q_graphs),
+                                 "float_file_mb": _mb(graphs)}
+            formats.append(f"{m.name}{INT8_SUFFIX}: {record['quantized_weights']} "
+                           f"{'+'.join(record['op_types'])} weights int8, "
+                           f"{_mb(q_graphs):.2f} MB (float {_mb(graphs):.2f} MB)")
+            out.append(OrtModel(m.name + INT8_SUFFIX + ORT_SUFFIX, "student", q_graphs, m.audio,
+                                m.encode_text))
     exported = f"student export {', '.join(formats)}" if formats else None
-    return out, "; ".join(n for n in (note, exported) if n) or None
+    return out, int8_info, "; ".join(n for n in (note, exported) if n) or None
 
 
 def _memory(m: TorchModel | OrtModel, ref: Any, texts: Sequence[str], device: str) -> dict[str, Any] | None:
@@ -182,22 +207,30 @@ def run_benchmark(
     refs = [teacher_ref, *student_refs]
 
     with tempfile.TemporaryDirectory(prefix="nixdistill-bench-") as tmp:
-        ort_models, ort_note = ([], "disabled") if not cfg.onnxruntime else _ort_models(
-            teacher, t_model, s_models, student_refs, Path(tmp))
+        ort_models, int8_info, ort_note = ([], {}, "disabled") if not cfg.onnxruntime else \
+            _ort_models(teacher, t_model, s_models, student_refs, Path(tmp), cfg.int8)
         speed = time_models([*models, *ort_models], sentences, cfg.repeats, cfg.warmup, cfg.thread_list)
         ort_speed = {m.name.removesuffix(ORT_SUFFIX): speed.pop(m.name) for m in ort_models}
         entries = {
             m.name: ModelEntry(m.name, m.role, m.kind, m.path, m.audio.sample_rate, size_report(m),
                                speed[m.name])
             for m in models}
+        for name, info in int8_info.items():
+            entries[name].int8_onnxruntime = {**info, "speed": ort_speed[name + INT8_SUFFIX],
+                                              "memory": None}
         for name, sp in ort_speed.items():
-            entries[name].speed_onnxruntime = sp
+            if name in entries:
+                entries[name].speed_onnxruntime = sp
         if cfg.measure_memory:
             for m, ref in zip(models, refs):
                 entries[m.name].memory = _memory(m, ref, sentences, device)
             for om in ort_models:
-                entries[om.name.removesuffix(ORT_SUFFIX)].memory_onnxruntime = _memory(
-                    om, None, sentences, device)
+                name = om.name.removesuffix(ORT_SUFFIX)
+                mem = _memory(om, None, sentences, device)
+                if name in entries:
+                    entries[name].memory_onnxruntime = mem
+                else:  # "<student> int8"
+                    entries[name.removesuffix(INT8_SUFFIX)].int8_onnxruntime["memory"] = mem
 
     quality = None
     if cfg.eval_quality:
@@ -222,7 +255,8 @@ def run_benchmark(
         teacher=entries[t_model.name],
         students=[entries[n] for n in s_names],
         speedup=speedups(speed, t_model.name, s_names),
-        speedup_onnxruntime=speedups(ort_speed, t_model.name, [n for n in s_names if n in ort_speed])
+        speedup_onnxruntime=speedups(ort_speed, t_model.name, [
+            n for name in s_names for n in (name, name + INT8_SUFFIX) if n in ort_speed])
         if t_model.name in ort_speed else {},
         quality_enabled=cfg.eval_quality,
         lanes=quality.lanes if quality else {},

@@ -42,6 +42,9 @@ class BenchmarkSettings:
         eval_quality: score quality (MCD, lanes, and with the ``eval`` extra WER/CER, DNSMOS).
         measure_memory: peak RSS of one synthesis per model and runtime (subprocesses).
         onnxruntime: add ONNX Runtime columns when ``onnxruntime`` is installed.
+        int8: with ``onnxruntime``, also time a copy of each student's graph(s) with int8
+            ``MatMul`` weights (:func:`nixdistill.onnx_export.quantize_int8`), interleaved
+            with the others, as its own ONNX Runtime row ``"<student> int8"``.
         noise_scales: full-student noise sweep, e.g. ``"0,0.3,0.5,0.667"`` (empty: none).
         seed: seed of every sampled clip (sentence ``i`` uses ``seed + i``).
     """
@@ -53,6 +56,7 @@ class BenchmarkSettings:
     eval_quality: bool = True
     measure_memory: bool = True
     onnxruntime: bool = True
+    int8: bool = False
     noise_scales: str = ""
     seed: int = 0
 
@@ -62,6 +66,9 @@ class BenchmarkSettings:
         if self.repeats < 1 or self.warmup < 0:
             raise BenchmarkError(
                 f"need repeats >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
+        if self.int8 and not self.onnxruntime:
+            raise BenchmarkError("int8 times ONNX Runtime copies of the students: it needs "
+                                 "onnxruntime on")
         parse_threads(self.threads)
         parse_noise_scales(self.noise_scales)
 

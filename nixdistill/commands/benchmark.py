@@ -32,6 +32,9 @@ from ..benchmark.settings import DEFAULT_N_SENTENCES
 @click.option("--no-quality", is_flag=True, help="Skip MCD, ASR and DNSMOS (speed and size only).")
 @click.option("--no-memory", is_flag=True, help="Skip the memory measurement.")
 @click.option("--no-onnx", is_flag=True, help="Skip the ONNX Runtime columns.")
+@click.option("--int8", is_flag=True,
+              help="Also time, in ONNX Runtime, a copy of each student with int8 MatMul weights "
+                   "(what 'export --int8' writes), as its own row '<student> int8'.")
 @click.option("--noise-scales", default="", show_default=False,
               help="Score the full student at these noise scales, e.g. 0,0.3,0.5,0.667.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -42,7 +45,8 @@ from ..benchmark.settings import DEFAULT_N_SENTENCES
 def command(ctx: click.Context, teacher_ref: str, students: tuple[str, ...], teacher_only: bool,
             texts_file: str | None, n_sentences: int, repeats: int, warmup: int, threads: str,
             out_json: str | None, out_report: str | None, plots_dir: str | None,
-            no_quality: bool, no_memory: bool, no_onnx: bool, noise_scales: str, seed: int,
+            no_quality: bool, no_memory: bool, no_onnx: bool, int8: bool, noise_scales: str,
+            seed: int,
             real_filelist: str | None) -> None:
     """Compare a teacher with its distilled student(s) on the same sentences.
 
@@ -61,7 +65,7 @@ def command(ctx: click.Context, teacher_ref: str, students: tuple[str, ...], tea
     settings = BenchmarkSettings(
         n_sentences=n_sentences, repeats=repeats, warmup=warmup, threads=threads,
         eval_quality=not no_quality, measure_memory=not no_memory, onnxruntime=not no_onnx,
-        noise_scales=noise_scales, seed=seed)
+        int8=int8, noise_scales=noise_scales, seed=seed)
     result = run_benchmark(
         teacher_ref, list(students), texts=read_texts(texts_file) if texts_file else None,
         settings=settings, device=(ctx.obj or {}).get("device", "cpu"),

@@ -26,6 +26,12 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 @click.option("--teacher-config", default=None, type=click.Path(exists=True, dir_okay=False),
               help="--format piper: the teacher voice's .onnx.json (default: the one next to "
                    "the teacher .onnx the runs recorded).")
+@click.option("--int8", is_flag=True,
+              help="--format onnx/piper: store MatMul weights as int8 (onnxruntime dynamic "
+                   "quantization; convolutions stay float). Measured on the joe-quick student: "
+                   "1.12x faster in onnxruntime at 1 thread (62.6 vs 70.0 ms per sentence), "
+                   "16.0 instead of 20.3 MB, the same WER. Students with the convolutional "
+                   "'nix' decoder have no MatMul weights: nothing changes for them.")
 @click.option("--noise-scale", type=float, default=None,
               help="The student's shipped latent noise (default: the encoder config's).")
 @click.option("--length-scale", type=float, default=None,
@@ -33,9 +39,11 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 @click.option("--noise-scale-w", type=float, default=None,
               help="The student's shipped duration noise (stochastic duration predictor).")
 def command(encoder_run: str | None, decoder_run: str | None, student_path: str | None,
-            out_path: str, fmt: str, teacher_config: str | None, noise_scale: float | None,
-            length_scale: float | None, noise_scale_w: float | None) -> None:
+            out_path: str, fmt: str, teacher_config: str | None, int8: bool,
+            noise_scale: float | None, length_scale: float | None,
+            noise_scale_w: float | None) -> None:
     """Export a trained student (inference weights + metadata) from its two runs."""
+    import json
     import tempfile
     from pathlib import Path
 
@@ -43,6 +51,8 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
 
     defaults = {k: v for k, v in (("noise_scale", noise_scale), ("length_scale", length_scale),
                                   ("noise_scale_w", noise_scale_w)) if v is not None}
+    if int8 and fmt == "safetensors":
+        raise click.UsageError("--int8 quantizes ONNX graphs: use it with --format onnx or piper")
     if student_path is not None:
         if encoder_run or decoder_run or defaults or fmt == "safetensors":
             raise click.UsageError("--student converts an exported student to --format onnx or "
@@ -60,8 +70,14 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
                    export_student(encoder_run, decoder_run, Path(tmp) / "student.safetensors",
                                   defaults))
         if fmt == "piper":
-            paths = export_piper(student, out_path, teacher_config)
+            paths = export_piper(student, out_path, teacher_config, int8=int8)
         else:
-            paths = export_onnx(student, out_path)
+            paths = export_onnx(student, out_path, int8=int8)
     for p in paths:
         click.echo(f"wrote {p}", err=True)
+    if int8:
+        meta = json.loads(paths[-1].read_text(encoding="utf-8"))
+        record = meta["nixdistill" if fmt == "piper" else "onnx"]["quantization"]
+        click.echo(f"int8: {record['quantized_weights']} MatMul weight(s) quantized"
+                   + ("" if record["quantized_weights"] else
+                      " (this student has none: the graph computes as in float)"), err=True)
