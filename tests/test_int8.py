@@ -104,6 +104,12 @@ def test_int8_voice_speaks_like_the_float_voice(voices):
     assert not np.array_equal(a, b)  # the int8 graph really computes differently
     assert np.corrcoef(a, b)[0, 1] >= MIN_WAVE_CORRELATION
     assert _relative_mel_l1(a, b) <= MAX_RELATIVE_MEL_L1
+    # nixdistill's own onnxruntime voice (``synthesize --model``) runs it the same way
+    from nixdistill.runtime import OnnxVoice
+
+    ours = OnnxVoice(int8_voice.onnx, threads=1).synthesize(SENTENCE, noise_scale=0.0,
+                                                            noise_w=0.0)
+    assert np.abs(ours - b).max() <= 1e-5
 
 
 def test_int8_two_graph_export_records_it_and_runs(tmp_path):
