@@ -181,21 +181,21 @@ def quantize_int8(onnx_path: str | Path, op_types: Sequence[str] = INT8_OP_TYPES
 
     ``onnxruntime.quantization.quantize_dynamic`` stores the constant weights of the chosen
     operators as int8 (one scale per tensor) and quantizes their activations to uint8 at run
-    time (``DynamicQuantizeLinear`` -> ``MatMulInteger``/``ConvInteger``). Only ``MatMul``
-    nodes whose second input is a constant are quantized (``MatMulConstBOnly``); a graph
-    without such nodes (e.g. a student with the convolutional ``nix`` decoder, whose encoder
-    has no ``MatMul`` weights either) comes back numerically unchanged, which the returned
-    ``quantized_weights`` (0) shows. The result is written to a temporary file in the same
-    folder, then replaces ``onnx_path`` atomically (``os.replace``); the graph's inputs,
-    outputs and ``metadata_props`` are kept.
+    time (``DynamicQuantizeLinear`` -> ``MatMulInteger``/``ConvInteger``). Of the ``MatMul``
+    nodes, only those whose second input is a constant weight are quantized
+    (``MatMulConstBOnly``); a graph without any (e.g. a student with the convolutional ``nix``
+    decoder, whose encoder has no ``MatMul`` weights either) comes back numerically unchanged,
+    which the returned ``quantized_weights`` (0) shows. The result is written to a temporary
+    file in the same folder, then replaces ``onnx_path`` atomically (``os.replace``); the
+    graph's inputs, outputs and ``metadata_props`` are kept (onnxruntime adds
+    ``onnx.infer``).
 
     Why ``MatMul`` alone (measured on the ``joe-quick`` student's Piper graph, 20 held-out
     sentences, 1 thread, interleaved; ``benchmarks/int8_check.py``,
     ``docs/results/int8/joe-quick.json``): MatMul-only int8 took 62.6 ms per sentence against
     70.0 ms in float (1.12x faster), the file shrank from 20.3 to 16.0 MB, and Whisper-base WER
-    was unchanged (0.063). Quantizing ``Conv`` too made the file 8.5 MB but synthesis 1.75x
-    slower (122.8 ms), with the same WER: onnxruntime's ``ConvInteger`` is slower than its
-    float convolution on CPU.
+    was unchanged (0.063). Quantizing ``Conv`` too (``ConvInteger``) made the file 8.5 MB but
+    synthesis 1.75x slower (122.8 ms), with the same WER.
 
     Args:
         onnx_path: an ``.onnx`` file, rewritten in place.
@@ -420,11 +420,11 @@ def export_piper(student_path: str | Path, out_path: str | Path,
         StudentFileError: not a student. OnnxExportError: no ``onnx`` package (with ``int8``:
         no ``onnxruntime``), or a student Piper cannot run (see :func:`piper_voice_config`).
     """
-    import onnx
-
     from .student import load_student
 
     _require_onnx(int8)
+    import onnx
+
     student = load_student(student_path)
     if teacher_config is not None:
         teacher_cfg = json.loads(Path(teacher_config).read_text(encoding="utf-8"))
