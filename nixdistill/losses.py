@@ -7,6 +7,8 @@ Sources:
       Kim et al. 2021).
     * Multi-resolution STFT loss (spectral convergence + log-magnitude L1): kan-bayashi
       ParallelWaveGAN ``parallel_wavegan/losses/stft_loss.py`` (Yamamoto et al. 2020, eq. 1-4).
+    * Compressed complex spectral loss: Braun & Tashev 2021, "A consolidated view of loss
+      functions for supervised deep learning-based speech enhancement", eq. 6 (c = 0.3).
 
 All losses are computed in float32 whatever the autocast dtype of their inputs.
 """
@@ -19,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LossError
-from .nn.stft import (REFERENCE_RESOLUTIONS, REFERENCE_SAMPLE_RATE, STFTResolution,
-                      scaled_resolutions, stft_magnitude)
+from .nn.stft import (MAGNITUDE_FLOOR, REFERENCE_RESOLUTIONS, REFERENCE_SAMPLE_RATE,
+                      STFTResolution, scaled_resolutions, stft_complex, stft_magnitude)
 
 __all__ = [
     "LossError",
@@ -38,6 +40,7 @@ __all__ = [
     "scaled_resolutions",
     "stft_magnitude",
     "mr_stft_loss",
+    "complex_stft_loss",
 ]
 
 
@@ -182,3 +185,40 @@ def mr_stft_loss(
     sc = torch.stack(sc_terms).mean()
     mag_loss = torch.stack(mag_terms).mean()
     return STFTLoss(sc + mag_loss, sc, mag_loss)
+
+
+def _compressed(spec: torch.Tensor, power: float) -> torch.Tensor:
+    """``|X|^power · e^{i∠X}``, with the magnitude floored so the gradient stays finite at 0."""
+    mag = torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=MAGNITUDE_FLOOR))
+    return spec * mag.pow(power - 1.0)
+
+
+def complex_stft_loss(
+    y_hat: torch.Tensor, y: torch.Tensor, resolutions: Sequence[STFTResolution],
+    power: float = 0.3,
+) -> torch.Tensor:
+    """Compressed complex spectral loss: ``mean |Ŷ_c - Y_c|²`` with ``X_c = |X|^c e^{i∠X}``.
+
+    Unlike the magnitude losses it also constrains the phase, which matters when the target is
+    one deterministic waveform for the input (the teacher's decoder output for the same ``z``);
+    the power-law compression keeps loud bins from dominating. Averaged over the resolutions.
+
+    Args:
+        y_hat: generated waveform, [B, 1, T_samples] or [B, T_samples].
+        y: target waveform, same shape, sample-aligned with ``y_hat``.
+        resolutions: (n_fft, hop_length, win_length) in samples.
+        power: compression exponent ``c`` (0.3 in the source).
+    Returns:
+        scalar loss.
+    Raises:
+        LossError: for an empty resolution list or a signal shorter than an STFT.
+    Source: Braun & Tashev 2021 (arXiv:2009.12286), eq. 6 with the magnitude term left to
+        :func:`mr_stft_loss`.
+    """
+    if not resolutions:
+        raise LossError("complex_stft_loss needs at least one STFT resolution")
+    terms = []
+    for res in resolutions:
+        diff = _compressed(stft_complex(y_hat, res), power) - _compressed(stft_complex(y, res), power)
+        terms.append((diff.real**2 + diff.imag**2).mean())
+    return torch.stack(terms).mean()

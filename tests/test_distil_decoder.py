@@ -227,6 +227,26 @@ def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
     assert sum(mel[-window:]) / window < 0.7 * sum(mel[:window]) / window
 
 
+def test_complex_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljspeech):
+    """A ``complex`` weight adds the compressed complex STFT term to the decoder's loss."""
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    raw = json.loads((Path(str(resolve_config_path("tiny/decoder_istft")))).read_text())
+    raw["train"].update(log_interval=1, eval_interval=1000, checkpoint_interval=1000,
+                        loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
+                                      "teacher_stft": 0, "complex": 5})
+    config = tmp_path / "complex.json"
+    config.write_text(json.dumps(raw))
+    out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, str(config), "--max-steps", "2")
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    values = [e.value for e in acc.Scalars("train/complex")]
+    assert len(values) == 2 and all(0 < v < float("inf") for v in values)
+    assert "train/teacher_stft" not in acc.Tags()["scalars"]  # weight 0 skips a term
+
+
 def test_export_refuses_swapped_runs(tmp_path, tiny_encoder_run):
     with pytest.raises(CheckpointError, match="distil-decoder"):
         export_student(tiny_encoder_run, tiny_encoder_run, tmp_path / "s.safetensors")

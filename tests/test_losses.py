@@ -16,6 +16,7 @@ from nixdistill.losses import (
     REFERENCE_RESOLUTIONS,
     LossError,
     STFTResolution,
+    complex_stft_loss,
     discriminator_loss,
     feature_loss,
     generator_loss,
@@ -23,6 +24,7 @@ from nixdistill.losses import (
     mel_l1,
     mr_stft_loss,
     scaled_resolutions,
+    stft_magnitude,
 )
 
 
@@ -104,10 +106,27 @@ def test_mr_stft_identical_zero_and_numpy_reference():
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)  # periodic Hann
     frames = np.stack([x[i:i + n_fft] * window for i in range(0, len(x) - n_fft + 1, hop)])
     mag_np = np.abs(np.fft.rfft(frames, axis=1)).T
-    from nixdistill.losses import stft_magnitude
-
     mag_t = stft_magnitude(y[:1], res[0])[0].numpy()
     np.testing.assert_allclose(mag_t, mag_np, rtol=1e-3, atol=1e-3)
+
+
+def test_complex_stft_loss_sees_phase_that_magnitude_losses_miss():
+    torch.manual_seed(0)
+    y = torch.randn(2, 1, 2048)
+    res = [STFTResolution(256, 64, 256), STFTResolution(512, 128, 512)]
+    assert complex_stft_loss(y, y, res).item() == pytest.approx(0.0, abs=1e-9)
+    # -y has the same magnitudes (MR-STFT ~ 0) but every phase turned by pi: with
+    # X_c = |X|^c e^{i phase}, |(-X_c) - X_c|^2 = 4 |X|^(2c).
+    assert mr_stft_loss(-y, y, res).total.item() == pytest.approx(0.0, abs=1e-5)
+    flipped = complex_stft_loss(-y, y, res, power=0.3).item()
+    expected = np.mean([4 * (stft_magnitude(y, r) ** 0.6).mean().item() for r in res])
+    assert flipped == pytest.approx(expected, rel=1e-3)
+    # gradients are finite on silence (the magnitude floor)
+    y_hat = torch.zeros(1, 1, 2048, requires_grad=True)
+    complex_stft_loss(y_hat, y[:1], res).backward()
+    assert torch.isfinite(y_hat.grad).all()
+    with pytest.raises(LossError, match="resolution"):
+        complex_stft_loss(y, y, [])
 
 
 def test_mr_stft_too_short_raises():

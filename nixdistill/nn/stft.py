@@ -18,6 +18,7 @@ __all__ = [
     "REFERENCE_SAMPLE_RATE",
     "REFERENCE_RESOLUTIONS",
     "scaled_resolutions",
+    "stft_complex",
     "stft_magnitude",
 ]
 
@@ -71,13 +72,13 @@ def scaled_resolutions(
             for r in resolutions]
 
 
-def stft_magnitude(y: torch.Tensor, resolution: STFTResolution) -> torch.Tensor:
-    """Magnitude STFT, ``sqrt(clamp(|X|², 1e-7))`` with a Hann window and ``center=True``.
+def stft_complex(y: torch.Tensor, resolution: STFTResolution) -> torch.Tensor:
+    """Complex STFT with a Hann window and ``center=True`` (reflect padding).
 
     Args:
         y: waveform, [B, T_samples] or [B, 1, T_samples].
     Returns:
-        [B, n_fft // 2 + 1, 1 + T_samples // hop_length].
+        complex64 [B, n_fft // 2 + 1, 1 + T_samples // hop_length].
     Raises:
         LossError: when the signal is too short for this ``n_fft`` (reflect padding needs
             ``T_samples > n_fft // 2``).
@@ -93,8 +94,22 @@ def stft_magnitude(y: torch.Tensor, resolution: STFTResolution) -> torch.Tensor:
             "longer train.segment_size"
         )
     window = torch.hann_window(resolution.win_length, device=y.device, dtype=y.dtype)
-    spec = torch.stft(
+    return torch.stft(
         y, resolution.n_fft, hop_length=resolution.hop_length, win_length=resolution.win_length,
         window=window, center=True, pad_mode="reflect", return_complex=True,
     )
+
+
+def stft_magnitude(y: torch.Tensor, resolution: STFTResolution) -> torch.Tensor:
+    """Magnitude STFT, ``sqrt(clamp(|X|², 1e-7))`` of :func:`stft_complex`.
+
+    Args:
+        y: waveform, [B, T_samples] or [B, 1, T_samples].
+    Returns:
+        [B, n_fft // 2 + 1, 1 + T_samples // hop_length].
+    Raises:
+        LossError: when the signal is too short for this ``n_fft``.
+    Source: kan-bayashi ParallelWaveGAN ``losses/stft_loss.stft``.
+    """
+    spec = stft_complex(y, resolution)
     return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=MAGNITUDE_FLOOR))

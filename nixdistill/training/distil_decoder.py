@@ -15,7 +15,8 @@ Losses (names are the keys of ``train.loss_weights``; a weight of 0 skips the te
 * ``fm``   feature matching;
 * ``mel``  log-mel L1 vs the target (real audio when present, else the teacher's output);
 * ``stft`` MR-STFT (spectral convergence + log magnitude) vs the target;
-* ``teacher_stft`` MR-STFT vs the teacher's output.
+* ``teacher_stft`` MR-STFT vs the teacher's output;
+* ``complex`` compressed complex STFT loss vs the target (phase as well as magnitude).
 
 Defaults follow the unofficial Nix-TTS port: adv 1, fm 2, mel 20, stft 1, teacher_stft 1.
 
@@ -36,7 +37,8 @@ from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, LatentSettings, teacher_latents
-from ..losses import STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions
+from ..losses import (STFTResolution, complex_stft_loss, mel_l1, mr_stft_loss,
+                      scaled_resolutions)
 from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
 from .setup import DistilOptions, decoder_model_config, prepare_distillation
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
-    "adv": 1.0, "fm": 2.0, "mel": 20.0, "stft": 1.0, "teacher_stft": 1.0,
+    "adv": 1.0, "fm": 2.0, "mel": 20.0, "stft": 1.0, "teacher_stft": 1.0, "complex": 0.0,
 }
 
 
@@ -219,6 +221,8 @@ class DistilDecoderStage(Stage):
             terms["stft"] = mr_stft_loss(y_hat, target, self.resolutions).total
         if w["teacher_stft"] > 0:
             terms["teacher_stft"] = mr_stft_loss(y_hat, wav_teacher, self.resolutions).total
+        if w["complex"] > 0:
+            terms["complex"] = complex_stft_loss(y_hat, target, self.resolutions)
         if not terms:
             raise ConfigError("train.loss_weights: every distil-decoder loss weight is 0")
         total = sum(w[k] * v for k, v in terms.items())
