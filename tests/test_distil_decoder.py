@@ -207,44 +207,42 @@ def test_decoder_inherits_the_encoder_runs_latent_settings_and_refuses_others(
                            latents="prior", encoder_run=other, max_steps=1)
 
 
-@pytest.mark.slow
-def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
-    """40 reconstruction-only steps at a high learning rate clearly lower the mel L1."""
+def _train_scalars(tmp_path, teacher, data, max_steps: int, **train) -> dict[str, list[float]]:
+    """Train ``tiny/decoder_istft`` with ``train`` overrides; its TensorBoard train scalars."""
     import json
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     raw = json.loads((Path(str(resolve_config_path("tiny/decoder_istft")))).read_text())
-    raw["train"].update(learning_rate=3e-3, eval_interval=1000, checkpoint_interval=1000,
-                        loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1, "teacher_stft": 1})
-    config = tmp_path / "fast.json"
+    raw["train"].update(eval_interval=1000, checkpoint_interval=1000, **train)
+    config = tmp_path / "train.json"
     config.write_text(json.dumps(raw))
-    out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, str(config), "--max-steps", "40")
+    out = _distil(tmp_path, teacher, data, str(config), "--max-steps", str(max_steps))
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
-    mel = [e.value for e in acc.Scalars("train/mel")]
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]
+            if tag.startswith("train/")}
+
+
+@pytest.mark.slow
+def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
+    """40 reconstruction-only steps at a high learning rate clearly lower the mel L1."""
+    scalars = _train_scalars(tmp_path, tiny_teacher, tiny_ljspeech, 40, learning_rate=3e-3,
+                             loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
+                                           "teacher_stft": 1})
+    mel = scalars["train/mel"]
     window = 8
     assert sum(mel[-window:]) / window < 0.7 * sum(mel[:window]) / window
 
 
 def test_complex_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljspeech):
     """A ``complex`` weight adds the compressed complex STFT term to the decoder's loss."""
-    import json
-
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    raw = json.loads((Path(str(resolve_config_path("tiny/decoder_istft")))).read_text())
-    raw["train"].update(log_interval=1, eval_interval=1000, checkpoint_interval=1000,
-                        loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
-                                      "teacher_stft": 0, "complex": 5})
-    config = tmp_path / "complex.json"
-    config.write_text(json.dumps(raw))
-    out = _distil(tmp_path, tiny_teacher, tiny_ljspeech, str(config), "--max-steps", "2")
-    acc = EventAccumulator(str(out / "tensorboard"))
-    acc.Reload()
-    values = [e.value for e in acc.Scalars("train/complex")]
+    scalars = _train_scalars(tmp_path, tiny_teacher, tiny_ljspeech, 2, log_interval=1,
+                             loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
+                                           "teacher_stft": 0, "complex": 5})
+    values = scalars["train/complex"]
     assert len(values) == 2 and all(0 < v < float("inf") for v in values)
-    assert "train/teacher_stft" not in acc.Tags()["scalars"]  # weight 0 skips a term
+    assert "train/teacher_stft" not in scalars  # weight 0 skips a term
 
 
 def test_export_refuses_swapped_runs(tmp_path, tiny_encoder_run):
