@@ -220,7 +220,9 @@ class DistilDecoderStage(Stage):
         if w["stft"] > 0:
             terms["stft"] = mr_stft_loss(y_hat, target, self.resolutions).total
         if w["teacher_stft"] > 0:
-            terms["teacher_stft"] = mr_stft_loss(y_hat, wav_teacher, self.resolutions).total
+            # With prior latents the target is the teacher's audio itself: same term, once.
+            terms["teacher_stft"] = (terms["stft"] if "stft" in terms and wav_teacher is target
+                                     else mr_stft_loss(y_hat, wav_teacher, self.resolutions).total)
         if w["complex"] > 0:
             terms["complex"] = complex_stft_loss(y_hat, target, self.resolutions)
         if not terms:
