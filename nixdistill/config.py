@@ -168,6 +168,13 @@ class TrainConfig:
         seed: random seed.
         num_workers: DataLoader workers.
         keep_checkpoints: how many step checkpoints to keep (the last one is always kept).
+        ema_power: ``gamma`` of a power-function weight average of the stage's averaged
+            modules (Karras et al. 2024, "Analyzing and Improving the Training Dynamics of
+            Diffusion Models", eq. 3): after update ``t`` the average is
+            ``beta_t * avg + (1 - beta_t) * weights`` with ``beta_t = (1 - 1/t)^(gamma + 1)``,
+            so step ``tau`` weighs about ``tau^gamma``: the average covers a fixed share of the run
+            however many steps a time budget allows (0: the plain mean of every step). It is
+            what checkpoints export and what evaluation scores; ``None`` (default): off.
         loss_weights: named loss weights, e.g. ``{"mel": 45, "kl": 1}``.
         extra: stage-specific settings (documented by each stage).
     """
@@ -190,11 +197,14 @@ class TrainConfig:
     seed: int = 1234
     num_workers: int = 0
     keep_checkpoints: int = 2
+    ema_power: float | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
+        if self.ema_power is not None and self.ema_power < 0:
+            raise ConfigError(f"train.ema_power must be >= 0 (or null), got {self.ema_power}")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ConfigError(f"train.precision must be fp32, fp16 or bf16, got {self.precision!r}")
         for name in ("batch_size", "log_interval", "eval_interval", "checkpoint_interval"):

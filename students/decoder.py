@@ -135,13 +135,18 @@ class ISTFTDecoderConfig:
         n_layers: ConvNeXt blocks.
         kernel_size: depthwise kernel of each block and of the input embedding (odd).
         layer_scale_init: initial layer-scale value; ``None`` uses ``1 / n_layers`` (Vocos).
-        n_fft: iSTFT size in samples; ``None`` uses ``4 * hop_length``. Must be even and
-            ``>= 2 * hop_length`` (Hann window, ``center=True``, no NOLA gaps).
+        n_fft: iSTFT size in samples; ``None`` uses ``4 * hop_length / frames_per_latent``.
+            Must be even and at least twice the iSTFT hop (Hann window, no NOLA gaps).
         max_magnitude: the predicted linear magnitude is clipped at this value (Vocos: 100).
         layer_norm_eps: LayerNorm epsilon.
         padding: iSTFT frame convention, ``"same"`` (frame ``t`` centred on sample
             ``t * hop + hop / 2``, like the teacher; Vocos) or ``"center"`` (centred on
             ``t * hop``; students exported before 0.2). See :class:`InverseSTFT`.
+        frames_per_latent: iSTFT frames per latent frame, ``r``. The head predicts ``r``
+            spectra from each latent frame and the iSTFT hop is ``hop_length / r`` samples, so
+            the overlap-add works at ``r`` times the frame rate with a window of ``n_fft``
+            (default ``4 * hop_length / r``); the head's width, ``r * (n_fft + 2)``, stays about
+            the same. 1 is the Vocos head.
     """
 
     kind: str = "istft"
@@ -156,8 +161,11 @@ class ISTFTDecoderConfig:
     max_magnitude: float = 100.0
     layer_norm_eps: float = 1e-6
     padding: str = "same"
+    frames_per_latent: int = 1
 
     def __post_init__(self) -> None:
+        if self.frames_per_latent < 1:
+            raise ConfigError(f"decoder: frames_per_latent must be >= 1, got {self.frames_per_latent}")
         if self.kind != "istft":
             raise ConfigError(f"decoder: an ISTFTDecoderConfig has kind 'istft', got {self.kind!r}")
         if self.kernel_size % 2 == 0:
@@ -168,12 +176,25 @@ class ISTFTDecoderConfig:
             raise ConfigError(f"decoder: padding must be one of {ISTFT_PADDINGS}, "
                               f"got {self.padding!r}")
 
-    def resolved_n_fft(self, hop_length: int) -> int:
-        """iSTFT size for a given hop, checked.
+    def istft_hop(self, hop_length: int) -> int:
+        """The iSTFT hop in samples, ``hop_length / frames_per_latent``.
 
         Raises:
-            ConfigError: if ``n_fft`` is odd or smaller than ``2 * hop_length``.
+            ConfigError: if ``frames_per_latent`` does not divide ``hop_length``.
         """
+        if hop_length % self.frames_per_latent:
+            raise ConfigError(f"decoder: frames_per_latent ({self.frames_per_latent}) must divide "
+                              f"hop_length ({hop_length})")
+        return hop_length // self.frames_per_latent
+
+    def resolved_n_fft(self, hop_length: int) -> int:
+        """iSTFT size for a latent hop of ``hop_length`` samples, checked.
+
+        Raises:
+            ConfigError: if ``n_fft`` is odd or smaller than twice the iSTFT hop, or
+                ``frames_per_latent`` does not divide ``hop_length``.
+        """
+        hop_length = self.istft_hop(hop_length)
         n_fft = 4 * hop_length if self.n_fft is None else self.n_fft
         if n_fft % 2 or n_fft < 2 * hop_length:
             raise ConfigError(
@@ -453,6 +474,7 @@ class ISTFTDecoder(nn.Module):
         self.n_fft = cfg.resolved_n_fft(hop_length)
         self.n_freqs = self.n_fft // 2 + 1
         self.max_magnitude = cfg.max_magnitude
+        self.frames_per_latent = cfg.frames_per_latent
         self.embed = nn.Conv1d(cfg.inter_channels, cfg.dim, cfg.kernel_size,
                                padding=cfg.kernel_size // 2)
         self.cond = nn.Conv1d(cfg.gin_channels, cfg.dim, 1) if cfg.gin_channels > 0 else None
@@ -463,20 +485,25 @@ class ISTFTDecoder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.final_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
-        self.head = nn.Linear(cfg.dim, 2 * self.n_freqs)
-        self.istft = InverseSTFT(self.n_fft, hop_length, cfg.padding)
+        self.head = nn.Linear(cfg.dim, 2 * self.n_freqs * cfg.frames_per_latent)
+        self.istft = InverseSTFT(self.n_fft, cfg.istft_hop(hop_length), cfg.padding)
 
     def spectrum(
         self, z: torch.Tensor, g: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted complex spectrum as (real, imag), each [B, n_fft // 2 + 1, T_frames]."""
+        """Predicted complex spectrum as (real, imag), each [B, n_fft // 2 + 1, r * T_frames]
+        (``r = frames_per_latent``; the ``r`` spectra of latent frame ``t`` are iSTFT frames
+        ``r * t .. r * t + r - 1``)."""
         x = self.embed(z)
         if self.cond is not None and g is not None:
             x = x + self.cond(g)
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, 2F, T]
+        x = self.head(self.final_norm(x.transpose(1, 2)))  # [B, T, r * 2F]
+        if self.frames_per_latent > 1:
+            x = x.reshape(x.shape[0], -1, 2 * self.n_freqs)  # [B, r * T, 2F]
+        x = x.transpose(1, 2)  # [B, 2F, r * T]
         log_mag, phase = x[:, :self.n_freqs], x[:, self.n_freqs:]
         mag = torch.clamp(torch.exp(log_mag), max=self.max_magnitude)
         return mag * torch.cos(phase), mag * torch.sin(phase)

@@ -152,3 +152,45 @@ def test_inverse_stft_fast_and_onnx_paths_agree(n_fft, hop, monkeypatch):
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
     matmul = istft(spec.real, spec.imag)
     torch.testing.assert_close(fast, matmul, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("r", [2, 4])
+def test_istft_frames_per_latent_keeps_length_and_head_width(r):
+    """r iSTFT frames per latent frame: T_frames * hop samples, a hop of hop / r, and a head
+    about as wide as the r = 1 head (r * (n_fft / r + 2) outputs)."""
+    torch.manual_seed(0)
+    cfg = ISTFTDecoderConfig(inter_channels=8, dim=16, intermediate_dim=32, n_layers=2,
+                             frames_per_latent=r)
+    dec = build_decoder("istft", cfg, HOP)
+    assert dec.istft.hop_length == HOP // r and dec.n_fft == 4 * HOP // r
+    assert dec.head.out_features == r * (4 * HOP // r + 2)
+    wav = dec(torch.randn(2, 8, 7))
+    assert wav.shape == (2, 1, 7 * HOP) and torch.isfinite(wav).all()
+
+
+def test_istft_frames_per_latent_orders_sub_frames_in_time():
+    """Sub-frame j of latent frame t is iSTFT frame r * t + j (which the iSTFT, at a hop of
+    hop / r, centres on sample t * hop + (j + 1/2) * hop / r: see the convention test above)."""
+    r, n_frames = 4, 5
+    cfg = ISTFTDecoderConfig(inter_channels=8, dim=16, intermediate_dim=32, n_layers=1,
+                             frames_per_latent=r)
+    dec = build_decoder("istft", cfg, HOP)
+    n_freqs = dec.n_freqs
+    for j in range(r):
+        with torch.no_grad():
+            dec.head.weight.zero_()
+            bias = torch.zeros(r, 2 * n_freqs)
+            bias[:, :n_freqs] = -30.0  # log|S|: silent ...
+            bias[j, :n_freqs] = 0.0  # ... but for sub-frame j
+            dec.head.bias.copy_(bias.reshape(-1))
+            real, imag = dec.spectrum(torch.randn(1, 8, n_frames))
+        loud = (real.pow(2) + imag.pow(2)).sum(1)[0] > 1.0  # [r * T_frames]
+        assert loud.shape == (r * n_frames,)
+        assert loud.tolist() == [k % r == j for k in range(r * n_frames)]
+
+
+def test_istft_frames_per_latent_must_divide_the_hop():
+    with pytest.raises(ConfigError, match="frames_per_latent"):
+        build_decoder("istft", ISTFTDecoderConfig(inter_channels=8, frames_per_latent=3), HOP)
+    with pytest.raises(ConfigError, match="frames_per_latent"):
+        ISTFTDecoderConfig(frames_per_latent=0)

@@ -163,3 +163,48 @@ def test_ddp_two_processes_gloo(tmp_path):
         assert torch.equal(r0["params"][k], r1["params"][k]), k
     ckpt = load_checkpoint(tmp_path)
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 3.0])
+def test_power_ema_weighs_step_tau_as_a_power_of_tau(gamma):
+    """After T updates the weights of step tau count (tau^(g+1) - (tau-1)^(g+1)) / T^(g+1):
+    the plain mean for g = 0, ~tau^g in general."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from nixdistill.training.loop import power_ema
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    avg = AveragedModel(net, multi_avg_fn=power_ema(gamma))
+    values = torch.arange(1, 9, dtype=torch.float32) ** 2  # the weight after steps 1..8
+    for v in values:
+        net.weight.data.fill_(float(v))
+        avg.update_parameters(net)
+    tau = torch.arange(1, 9, dtype=torch.float64)
+    w = tau ** (gamma + 1) - (tau - 1) ** (gamma + 1)
+    expected = float((w * values.double()).sum() / w.sum())
+    assert float(avg.module.weight.detach()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_weight_average_is_checkpointed_evaluated_and_resumes_exactly(tmp_path):
+    full_steps, cut = 11, 7
+    full, _ = _fit(tmp_path / "full", _cfg(max_steps=full_steps, ema_power=1.0))
+    _fit(tmp_path / "cut", _cfg(max_steps=cut, ema_power=1.0))
+    second, _ = _fit(tmp_path / "cut", _cfg(max_steps=full_steps, ema_power=1.0), resume=True)
+    assert second.losses == full.losses[cut:]
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
+    assert a["averaged_updates"] == b["averaged_updates"] == {"net": full_steps}
+    for key in ("models", "live_models"):
+        for name, tensor in a[key]["net"].items():
+            torch.testing.assert_close(b[key]["net"][name], tensor, rtol=0, atol=0)
+    # export reads "models": the average, not the last weights (which resume reads)
+    live, averaged = a["live_models"]["net"], a["models"]["net"]
+    assert not torch.equal(live["0.weight"], averaged["0.weight"])
+    for p, (name, tensor) in zip(full.net.parameters(), live.items()):
+        assert torch.equal(p, tensor)
+    # the final evaluation scored the average, and the live weights were put back
+    x, y = full.train_set.x, full.train_set.y
+    net = torch.nn.Sequential(*[m for m in full.net]).eval()
+    net.load_state_dict(averaged)
+    with torch.no_grad():
+        mse = float(torch.nn.functional.mse_loss(net(x), y))
+    assert full.last_eval["mse"] == pytest.approx(mse)

@@ -113,6 +113,7 @@ class DistilDecoderStage(Stage):
     """
 
     name = "distil_decoder"
+    averaged = ("decoder",)
     Options = DecoderOptions
     DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 

@@ -8,6 +8,12 @@ gradient clipping, NaN/inf guards, per-epoch exponential LR decay (as jaywalnut3
 step/time budgets, Rich progress on stderr, TensorBoard logging, periodic evaluation, atomic
 checkpoints and *exact* resume.
 
+Weight averaging (``train.ema_power``): the stage's ``averaged`` modules get a
+:class:`torch.optim.swa_utils.AveragedModel` with the power-function profile of
+:func:`power_ema`, updated after every step. Evaluation scores the average, and checkpoints
+store it under ``models`` (what export, ``--init`` and the encoder's calibration read) with the
+live weights under ``live_models`` (what resume reads).
+
 Inside ``training_step`` call trainable modules through ``ctx.model(name)``: it is the
 DDP-wrapped module under ``torchrun`` (so gradients are averaged across processes) and the
 plain module otherwise.
@@ -25,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -59,6 +65,7 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "make_adamw",
+    "power_ema",
 ]
 
 TENSORBOARD_DIRNAME = "tensorboard"
@@ -90,6 +97,25 @@ def make_adamw(params, train_cfg: TrainConfig) -> torch.optim.AdamW:
         params, lr=train_cfg.learning_rate, betas=tuple(train_cfg.betas), eps=train_cfg.eps,
         weight_decay=train_cfg.weight_decay,
     )
+
+
+def power_ema(gamma: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], Any], None]:
+    """``multi_avg_fn`` of a power-function EMA for :class:`~torch.optim.swa_utils.AveragedModel`.
+
+    Update ``t`` (1-based; the first one copies the weights) sets
+    ``avg = beta_t * avg + (1 - beta_t) * w`` with ``beta_t = (1 - 1/t)^(gamma + 1)``, so that
+    after ``T`` updates the weights of step ``tau`` count
+    ``(tau^(gamma+1) - (tau-1)^(gamma+1)) / T^(gamma+1)``, about ``tau^gamma``; ``gamma = 0`` is
+    the plain mean. Source: Karras et al. 2024, "Analyzing and Improving the Training Dynamics of
+    Diffusion Models" (EDM2), eq. 3.
+    """
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: Any) -> None:
+        t = float(num_averaged) + 1.0  # AveragedModel passes the updates made so far
+        beta = (1.0 - 1.0 / t) ** (gamma + 1.0)
+        torch._foreach_lerp_(averaged, current, 1.0 - beta)
+
+    return update
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -155,6 +181,7 @@ class Trainer:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.last_grad_norms: dict[str, torch.Tensor] = {}
+        self.averages: dict[str, torch.optim.swa_utils.AveragedModel] = {}
         self.dist = DistInfo(0, 1, 0, torch.device(device), False)
         self.device = self.dist.device
         self.autocast_dtype: torch.dtype | None = None
@@ -178,6 +205,12 @@ class Trainer:
                     m, device_ids=ids, find_unused_parameters=True)
             else:
                 self.wrapped[name] = m
+        if self.train_cfg.ema_power is not None:
+            from torch.optim.swa_utils import AveragedModel
+
+            self.averages = {n: AveragedModel(self.modules[n], use_buffers=False,
+                                              multi_avg_fn=power_ema(self.train_cfg.ema_power))
+                             for n in self.stage.averaged if n in self.modules}
         self.optimizers = {n: make_adamw(params, self.train_cfg)
                            for n, params in self.stage.optimized().items()}
         self.schedulers = {
@@ -228,7 +261,8 @@ class Trainer:
                 "step": self.state.step,
                 "epoch": self.state.epoch,
                 "batch_in_epoch": self.state.batch_in_epoch,
-                "models": {n: m.state_dict() for n, m in self.modules.items()},
+                "models": {n: (self.averages[n].module if n in self.averages else m).state_dict()
+                           for n, m in self.modules.items()},
                 "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
                 "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
                 "scaler": {n: s.state_dict() for n, s in self.scalers.items()},
@@ -239,6 +273,9 @@ class Trainer:
                 "meta": self.meta,
                 "stage_state": self.stage.state_dict(),
             }
+            if self.averages:
+                obj["live_models"] = {n: self.modules[n].state_dict() for n in self.averages}
+                obj["averaged_updates"] = {n: int(a.n_averaged) for n, a in self.averages.items()}
             folder = checkpoint_dir(self.run_dir)
             step_path = save_checkpoint(folder / step_checkpoint_name(self.state.step), obj)
             path = link_or_copy_atomic(step_path, folder / LAST_NAME)
@@ -256,7 +293,11 @@ class Trainer:
         for name, m in self.modules.items():
             if name not in ckpt["models"]:
                 raise CheckpointError(f"{ckpt.get('path')} has no weights for module {name!r}")
-            m.load_state_dict(ckpt["models"][name])
+            live = (ckpt.get("live_models") or {}).get(name)
+            m.load_state_dict(ckpt["models"][name] if live is None else live)
+            if name in self.averages and live is not None:
+                self.averages[name].module.load_state_dict(ckpt["models"][name])
+                self.averages[name].n_averaged.fill_(int(ckpt["averaged_updates"][name]))
         for kind, objs in (("optimizers", self.optimizers), ("schedulers", self.schedulers),
                            ("scaler", self.scalers)):
             for name, o in objs.items():
@@ -278,10 +319,17 @@ class Trainer:
             modes = {n: m.training for n, m in self.modules.items()}
             for m in self.modules.values():
                 m.eval()
+            # score what a checkpoint exports: the averaged weights (live ones put back after)
+            live = {n: {k: v.clone() for k, v in self.modules[n].state_dict().items()}
+                    for n, a in self.averages.items() if int(a.n_averaged) > 0}
+            for n in live:
+                self.modules[n].load_state_dict(self.averages[n].module.state_dict())
             try:
                 with isolated_rng(), torch.no_grad():
                     metrics = dict(self.stage.evaluate(self.ctx) or {})
             finally:
+                for n, state in live.items():
+                    self.modules[n].load_state_dict(state)
                 for n, m in self.modules.items():
                     m.train(modes[n])
             self.ctx.log_scalars(metrics, "val")
@@ -371,6 +419,8 @@ class Trainer:
                     for batch in self._epoch_batches():
                         n_batches += 1
                         out = self.stage.training_step(_to_device(batch, self.device), self.ctx)
+                        for name, average in self.averages.items():
+                            average.update_parameters(self.modules[name])
                         self.state.step += 1
                         self.state.batch_in_epoch += 1
                         window_steps += 1

@@ -12,7 +12,9 @@ and declares:
 * :meth:`Stage.modules` (everything checkpointed) and :meth:`Stage.optimized` (the parameters of
   each optimiser, by name); the Trainer builds one AdamW per entry;
 * :meth:`Stage.training_step` and :meth:`Stage.evaluate`;
-* optionally extra state (:meth:`Stage.state_dict` / :meth:`Stage.load_state_dict`).
+* optionally extra state (:meth:`Stage.state_dict` / :meth:`Stage.load_state_dict`);
+* ``averaged``, the modules whose weight average ``train.ema_power`` keeps (the ones it exports;
+  not discriminators).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Stage(abc.ABC):
     Options: ClassVar[type] = NoOptions
     DEFAULT_LOSS_WEIGHTS: ClassVar[dict[str, float]] = {}
     collate_fn: ClassVar[Callable[[list[Any]], Any]] = staticmethod(collate)
+    averaged: ClassVar[tuple[str, ...]] = ()
     train_set: Any
 
     def __init__(self, train_cfg: TrainConfig, options: Any = None, where: str = "") -> None:

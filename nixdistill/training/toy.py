@@ -52,6 +52,7 @@ class ToyStage(Stage):
 
     name = "toy"
     collate_fn = staticmethod(default_collate)
+    averaged = ("net",)
 
     def __init__(self, train_cfg: TrainConfig, n_items: int = 64, n_features: int = 8,
                  hidden: int = 16, nan_at_steps: tuple[int, ...] = ()):
@@ -63,6 +64,7 @@ class ToyStage(Stage):
         self.nan_at_steps = set(nan_at_steps)
         self.losses: list[float] = []
         self.evaluations = 0
+        self.last_eval: dict[str, float] = {}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
@@ -84,7 +86,8 @@ class ToyStage(Stage):
     def evaluate(self, ctx: StepContext) -> dict[str, float]:
         self.evaluations += 1
         pred = self.net(self.train_set.x)
-        return {"mse": float(nn.functional.mse_loss(pred, self.train_set.y))}
+        self.last_eval = {"mse": float(nn.functional.mse_loss(pred, self.train_set.y))}
+        return self.last_eval
 
     def state_dict(self) -> dict[str, Any]:
         return {"evaluations": self.evaluations}
