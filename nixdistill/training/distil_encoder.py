@@ -109,6 +109,7 @@ class DistilEncoderStage(Stage):
     """
 
     name = "distil_encoder"
+    averaged = ("encoder",)
     Options = EncoderOptions
     DEFAULT_LOSS_WEIGHTS = DEFAULT_LOSS_WEIGHTS
 
