@@ -29,8 +29,8 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 @click.option("--int8", is_flag=True,
               help="--format onnx/piper: store MatMul weights as int8 (onnxruntime dynamic "
                    "quantization; convolutions stay float). Measured in onnxruntime at 1 thread: "
-                   "the 2.3M joe-quick student 1.05x faster (47.5 vs 50.1 ms per sentence, "
-                   "8.6 instead of 12.9 MB), the earlier 4.2M one 1.12x faster with the same "
+                   "the 2.3M joe-quick student 1.05-1.22x faster (23.7 vs 29.0 ms per sentence on "
+                   "one machine, 47.5 vs 50.1 on another; 8.6 instead of 12.9 MB), the earlier 4.2M one 1.12x faster with the same "
                    "WER. Students with the convolutional "
                    "'nix' decoder have no MatMul weights: nothing changes for them.")
 @click.option("--noise-scale", type=float, default=None,
