@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -203,7 +204,7 @@ def test_weight_average_is_checkpointed_evaluated_and_resumes_exactly(tmp_path):
         assert torch.equal(p, tensor)
     # the final evaluation scored the average, and the live weights were put back
     x, y = full.train_set.x, full.train_set.y
-    net = torch.nn.Sequential(*[m for m in full.net]).eval()
+    net = copy.deepcopy(full.net).eval()
     net.load_state_dict(averaged)
     with torch.no_grad():
         mse = float(torch.nn.functional.mse_loss(net(x), y))
