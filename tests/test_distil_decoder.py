@@ -271,3 +271,57 @@ def test_decoder_config_takes_inter_channels_from_teacher():
         decoder_model_config({"dim": 8}, 24, "t")
     with pytest.raises(ConfigError, match="kind 'nix'"):
         NixDecoderConfig(kind="istft")
+
+
+def test_frozen_encoder_latents_are_computed_once_per_utterance(tmp_path, tiny_teacher,
+                                                               tiny_ljspeech, tiny_encoder_run):
+    """With cached teacher latents at noise 0 the frozen encoder's z is kept per utterance and
+    reused exactly; with noise, or without a cache, it is computed afresh every batch."""
+    from nixdistill.data import TextOnlyDataset, collate, read_dataset
+    from nixdistill.latents import LatentCache, teacher_latents
+    from nixdistill.runs import encoder_from_run
+    from nixdistill.teacher import load_teacher
+    from nixdistill.training.distil_decoder import DistilDecoderStage
+
+    teacher = load_teacher(tiny_teacher)
+    cfg = load_config("tiny/decoder_istft")
+    dec_cfg = decoder_model_config(cfg.model, teacher.model_config.inter_channels, "test")
+    encoder, _, _ = encoder_from_run(tiny_encoder_run, with_aligner=False)
+    data = TextOnlyDataset(read_dataset(tiny_ljspeech)[:4], teacher.frontend)
+    cache = LatentCache(tmp_path, {"teacher": "tiny", "source": "prior"},
+                        teacher.audio.hop_length)
+    stage = DistilDecoderStage(teacher, cfg, dec_cfg, data, data, "prior", encoder.eval(),
+                               cache)
+    stage.encoder_noise = 0.0
+    calls = []
+    infer = encoder.infer
+    encoder.infer = lambda *a, **k: calls.append(1) or infer(*a, **k)
+
+    batch = collate([data[i] for i in range(3)])
+    lat = teacher_latents(teacher, batch, "prior", 0, cache=cache)
+    first = stage._encoder_latents(batch, lat)
+    again = stage._encoder_latents(batch, lat)
+    assert len(calls) == 1 and torch.equal(first, again)
+    # another batch of the same utterances, padded differently: the same z per utterance
+    pair = collate([data[i] for i in (2, 0)])
+    lat2 = teacher_latents(teacher, pair, "prior", 0, cache=cache)  # the same durations
+    z2 = stage._encoder_latents(pair, lat2)
+    assert len(calls) == 1
+    for row, i in enumerate((2, 0)):
+        n = int(lat.y_lengths[i])
+        torch.testing.assert_close(z2[row, :, :n], first[i, :, :n])
+        assert not z2[row, :, n:].any()
+    # and it is what the encoder computes for that utterance alone
+    one = collate([data[2]])
+    w_ceil = lat.w_ceil[2:3, :one.x.shape[1]]  # the teacher's durations of the first batch
+    fresh = infer(one.x, one.x_lengths, one.sid, noise_scale=0.0, w_ceil=w_ceil).z
+    n = int(lat.y_lengths[2])
+    torch.testing.assert_close(z2[0, :, :n], fresh[0, :, :n], rtol=1e-4, atol=1e-5)
+
+    stage.encoder_noise = 0.5
+    stage._encoder_latents(batch, lat)
+    stage._encoder_latents(batch, lat)
+    assert len(calls) == 3
+    stage.encoder_noise, stage.cache = 0.0, None  # uncached latents: durations drawn anew
+    stage._encoder_latents(batch, lat)
+    assert len(calls) == 4

@@ -37,8 +37,8 @@ from ..config import ExperimentConfig
 from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, LatentSettings, teacher_latents
-from ..losses import (STFTResolution, complex_stft_loss, mel_l1, mr_stft_loss,
-                      scaled_resolutions)
+from ..losses import (STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions,
+                      spectral_losses)
 from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
 from .setup import DistilOptions, decoder_model_config, prepare_distillation
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
@@ -147,6 +147,7 @@ class DistilDecoderStage(Stage):
         self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
                               if self.use_disc else None)
         self._eval_cache: list[_HeldOut] | None = None
+        self._encoder_z: dict[str, torch.Tensor] = {}  # see _encoder_latents
 
     # -- loop interface --------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -166,16 +167,31 @@ class DistilDecoderStage(Stage):
 
     @torch.no_grad()
     def _encoder_latents(self, batch, lat) -> torch.Tensor:
-        """Student-encoder ``z`` aligned to the teacher's frames, [B, inter, T_frames]."""
+        """Student-encoder ``z`` aligned to the teacher's frames, [B, inter, T_frames].
+
+        The encoder is frozen, so with cached prior latents (fixed teacher durations per
+        utterance) at noise 0 its ``z`` for an utterance never changes: each is computed once
+        and kept in memory (about 120 MB for the shipped English corpus), which saves about a
+        tenth of a CPU decoder step.
+        """
         enc = self.encoder
         if self.source == "posterior":
             out = enc(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, batch.sid,
                       noise_scale=self.encoder_noise)
-            z = out.z_s
-        else:
-            z = enc.infer(batch.x, batch.x_lengths, batch.sid, noise_scale=self.encoder_noise,
-                          w_ceil=lat.w_ceil).z
-        return fit_length(z, lat.z.shape[-1])
+            return fit_length(out.z_s, lat.z.shape[-1])
+        memo = self._encoder_z if self.encoder_noise == 0 and self.cache is not None else None
+        if memo is None or any(u not in memo for u in batch.utt_ids):
+            z = fit_length(enc.infer(batch.x, batch.x_lengths, batch.sid,
+                                     noise_scale=self.encoder_noise, w_ceil=lat.w_ceil).z,
+                           lat.z.shape[-1])
+            if memo is not None:
+                for i, u in enumerate(batch.utt_ids):
+                    memo[u] = z[i, :, :int(lat.y_lengths[i])].clone()
+            return z
+        z = lat.z.new_zeros(lat.z.shape)
+        for i, u in enumerate(batch.utt_ids):
+            z[i, :, :memo[u].shape[-1]] = memo[u]
+        return z
 
     def _sid(self, batch) -> torch.Tensor | None:
         return speaker_ids(batch, self.teacher.n_speakers)
@@ -218,14 +234,18 @@ class DistilDecoderStage(Stage):
                                            adv=w["adv"] > 0, fm=w["fm"] > 0))
         if w["mel"] > 0:
             terms["mel"] = mel_l1(self._mel(y_hat), self._mel(target))
-        if w["stft"] > 0:
-            terms["stft"] = mr_stft_loss(y_hat, target, self.resolutions).total
+        if w["stft"] > 0 or w["complex"] > 0:
+            # one STFT per signal and resolution for both terms (most of a step's cost on CPU)
+            spectral = spectral_losses(y_hat, target, self.resolutions, stft=w["stft"] > 0,
+                                       complex=w["complex"] > 0)
+            if spectral.stft is not None:
+                terms["stft"] = spectral.stft.total
+            if spectral.complex is not None:
+                terms["complex"] = spectral.complex
         if w["teacher_stft"] > 0:
             # With prior latents the target is the teacher's audio itself: same term, once.
             terms["teacher_stft"] = (terms["stft"] if "stft" in terms and wav_teacher is target
                                      else mr_stft_loss(y_hat, wav_teacher, self.resolutions).total)
-        if w["complex"] > 0:
-            terms["complex"] = complex_stft_loss(y_hat, target, self.resolutions)
         if not terms:
             raise ConfigError("train.loss_weights: every distil-decoder loss weight is 0")
         total = sum(w[k] * v for k, v in terms.items())
