@@ -175,6 +175,12 @@ class TrainConfig:
             so step ``tau`` weighs about ``tau^gamma``: the average covers a fixed share of the run
             however many steps a time budget allows (0: the plain mean of every step). It is
             what checkpoints export and what evaluation scores; ``None`` (default): off.
+        lr_cooldown: share of the budget, ``c`` in (0, 1], at the end of which the learning rate
+            falls linearly to 0 (the "warmup-stable-decay" schedule without warmup; Hägele et
+            al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
+            Durations", sec. 3). The budget is ``max_steps`` or ``max_minutes`` (trained time,
+            kept across resumes), whichever is nearer; the factor multiplies the per-epoch
+            decay. ``None`` (default): no cooldown. 1.0: linear decay over the whole run.
         loss_weights: named loss weights, e.g. ``{"mel": 45, "kl": 1}``.
         extra: stage-specific settings (documented by each stage).
     """
@@ -198,6 +204,7 @@ class TrainConfig:
     num_workers: int = 0
     keep_checkpoints: int = 2
     ema_power: float | None = None
+    lr_cooldown: float | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -205,6 +212,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         if self.ema_power is not None and self.ema_power < 0:
             raise ConfigError(f"train.ema_power must be >= 0 (or null), got {self.ema_power}")
+        if self.lr_cooldown is not None and not 0.0 < self.lr_cooldown <= 1.0:
+            raise ConfigError(f"train.lr_cooldown must be in (0, 1] (or null), got {self.lr_cooldown}")
         if self.precision not in ("fp32", "fp16", "bf16"):
             raise ConfigError(f"train.precision must be fp32, fp16 or bf16, got {self.precision!r}")
         for name in ("batch_size", "log_interval", "eval_interval", "checkpoint_interval"):

@@ -209,3 +209,48 @@ def test_weight_average_is_checkpointed_evaluated_and_resumes_exactly(tmp_path):
     with torch.no_grad():
         mse = float(torch.nn.functional.mse_loss(net(x), y))
     assert full.last_eval["mse"] == pytest.approx(mse)
+
+
+def test_cooldown_factor_is_flat_then_linear_to_zero():
+    from nixdistill.training.loop import cooldown_factor
+
+    steps = _cfg(max_steps=100, lr_cooldown=0.25)
+    assert [cooldown_factor(s, 0.0, steps) for s in (0, 74, 75, 90, 100, 120)] == \
+        pytest.approx([1.0, 1.0, 1.0, 0.4, 0.0, 0.0])
+    minutes = _cfg(max_minutes=10.0, lr_cooldown=1.0)  # trained seconds drive it
+    assert cooldown_factor(0, 150.0, minutes) == pytest.approx(0.75)
+    both = _cfg(max_steps=100, max_minutes=10.0, lr_cooldown=0.5)  # the nearer budget wins
+    assert cooldown_factor(10, 450.0, both) == pytest.approx(0.5)
+    assert cooldown_factor(50, 0.0, _cfg(max_steps=100)) == 1.0  # no cooldown
+    with pytest.raises(Exception, match="lr_cooldown"):
+        _cfg(lr_cooldown=0.0)
+
+
+class _CrashingToy(ToyStage):
+    """Interrupted (Ctrl-C) just before step ``crash_at``, as a crash the checkpoint survives."""
+
+    crash_at = 5
+
+    def training_step(self, batch, ctx):
+        if ctx.step == self.crash_at:
+            raise KeyboardInterrupt
+        return super().training_step(batch, ctx)
+
+
+def test_cooldown_sets_the_lr_and_resumes_exactly(tmp_path):
+    # the schedule depends on the budget, so the interrupted run keeps the same max_steps
+    full_steps, cut = 8, _CrashingToy.crash_at  # 6 batches per epoch: one decay (0.5) first
+    cfg = _cfg(max_steps=full_steps, lr_cooldown=0.5)
+    full, _ = _fit(tmp_path / "full", cfg)
+    plain, _ = _fit(tmp_path / "plain", _cfg(max_steps=full_steps))
+    crashed = Trainer(_CrashingToy(cfg, n_items=N_ITEMS), tmp_path / "cut", cfg, "cpu",
+                      config_dict={"train": {}}).fit()
+    assert (crashed.step, crashed.reason) == (cut, "interrupted")
+    second, _ = _fit(tmp_path / "cut", cfg, resume=True)
+    assert second.losses == full.losses[cut:]
+    assert full.losses[:5] == plain.losses[:5]  # steps 1-4 run at the full lr
+    assert full.losses[5:] != plain.losses[5:]
+    ckpt = load_checkpoint(tmp_path / "full")
+    # the lr of step 8: 1e-2 * 0.5 (one epoch) * (1 - 7/8) / 0.5
+    assert ckpt["optimizers"]["net"]["param_groups"][0]["lr"] == pytest.approx(1.25e-3)
+    assert ckpt["trained_seconds"] > 0.0

@@ -4,7 +4,8 @@ A *stage* (:class:`~nixdistill.training.stage.Stage`) declares its train set, it
 the parameters of each optimiser, its options and loss weights, and a short ``training_step`` and
 ``evaluate``; the :class:`Trainer` does everything else: it builds the loader and the AdamW
 optimisers, places modules on the device, runs DDP under ``torchrun``, mixed precision,
-gradient clipping, NaN/inf guards, per-epoch exponential LR decay (as jaywalnut310/vits),
+gradient clipping, NaN/inf guards, per-epoch exponential LR decay (as jaywalnut310/vits) and
+an optional linear cooldown at the end of the budget (``train.lr_cooldown``, :func:`cooldown_factor`),
 step/time budgets, Rich progress on stderr, TensorBoard logging, periodic evaluation, atomic
 checkpoints and *exact* resume.
 
@@ -99,6 +100,31 @@ def make_adamw(params, train_cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def cooldown_factor(step: int, trained_seconds: float, train_cfg: TrainConfig) -> float:
+    """Learning-rate multiplier of the linear cooldown (``train.lr_cooldown``, ``c``).
+
+    ``progress`` is the larger of ``step / max_steps`` and ``trained_seconds / (60 *
+    max_minutes)`` (either budget may be unset); the factor is 1 until ``progress = 1 - c`` and
+    then falls linearly to 0 at ``progress = 1``.
+
+    Args:
+        step: optimiser steps done. trained_seconds: training wall time so far, in seconds.
+        train_cfg: the stage's :class:`TrainConfig`.
+    Returns:
+        the factor in [0, 1]; 1 without a cooldown or without any budget.
+    Source: Hägele et al. 2024 (arXiv:2405.18392), the linear cooldown of sec. 3.
+    """
+    c = train_cfg.lr_cooldown
+    if c is None:
+        return 1.0
+    progress = 0.0
+    if train_cfg.max_steps:
+        progress = step / train_cfg.max_steps
+    if train_cfg.max_minutes:
+        progress = max(progress, trained_seconds / (train_cfg.max_minutes * SECONDS_PER_MINUTE))
+    return min(1.0, max(0.0, (1.0 - progress) / c))
+
+
 def power_ema(gamma: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], Any], None]:
     """``multi_avg_fn`` of a power-function EMA for :class:`~torch.optim.swa_utils.AveragedModel`.
 
@@ -142,6 +168,7 @@ class _State:
     nan_skips: int = 0
     last_eval_step: int = -1
     last_checkpoint_step: int = -1
+    trained_seconds: float = 0.0
     recent: dict[str, float] = field(default_factory=dict)
 
 
@@ -268,6 +295,7 @@ class Trainer:
                 "scaler": {n: s.state_dict() for n, s in self.scalers.items()},
                 "rng": rng,
                 "nan_skips": self.state.nan_skips,
+                "trained_seconds": self.state.trained_seconds,
                 "world_size": self.dist.world_size,
                 "config": self.config_dict,
                 "meta": self.meta,
@@ -308,6 +336,7 @@ class Trainer:
         self.state.epoch = int(ckpt["epoch"])
         self.state.batch_in_epoch = int(ckpt["batch_in_epoch"])
         self.state.nan_skips = int(ckpt["nan_skips"])
+        self.state.trained_seconds = float(ckpt.get("trained_seconds", 0.0))
         self.state.last_checkpoint_step = self.state.step
         rng = ckpt["rng"]
         restore_rng_state(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])
@@ -350,6 +379,17 @@ class Trainer:
         scalars["nan_skips"] = self.state.nan_skips
         scalars["steps_per_s"] = steps_per_s
         self.ctx.log_scalars(scalars, "train")
+
+    def _apply_cooldown(self) -> None:
+        """Set every optimiser group's lr to ``initial_lr * lr_decay^epoch * cooldown``, the
+        per-epoch decay's value times :func:`cooldown_factor` (nothing without a cooldown)."""
+        cfg = self.train_cfg
+        if cfg.lr_cooldown is None:
+            return
+        factor = cooldown_factor(self.state.step, self.state.trained_seconds, cfg)
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * cfg.lr_decay ** self.state.epoch * factor
 
     def _stop_reason(self, started: float) -> str | None:
         cfg = self.train_cfg
@@ -406,6 +446,7 @@ class Trainer:
         started = time.monotonic()
         reason = self._stop_reason(started)
         window_t, window_steps = time.monotonic(), 0
+        step_t = window_t
         rate = 0.0
         if cfg.eval_at_start and self.state.step == 0:
             self._evaluate()  # the untrained baseline, logged at step 0
@@ -418,11 +459,15 @@ class Trainer:
                     resumed_at = self.state.batch_in_epoch
                     for batch in self._epoch_batches():
                         n_batches += 1
+                        self._apply_cooldown()
                         out = self.stage.training_step(_to_device(batch, self.device), self.ctx)
                         for name, average in self.averages.items():
                             average.update_parameters(self.modules[name])
                         self.state.step += 1
                         self.state.batch_in_epoch += 1
+                        now = time.monotonic()
+                        self.state.trained_seconds += now - step_t
+                        step_t = now
                         window_steps += 1
                         if self.state.step % cfg.log_interval == 0:
                             now = time.monotonic()
