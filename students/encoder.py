@@ -243,7 +243,14 @@ class NixEncoder(nn.Module):
         return self.config.duration_predictor == "stochastic"
 
     # -- pieces ---------------------------------------------------------------------------
-    def _speaker(self, sid: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+    def speaker_embedding(self, sid: torch.Tensor | None, batch: int,
+                          device: torch.device) -> torch.Tensor | None:
+        """The speaker embedding ``g`` [B, gin_channels, 1] of ids ``sid`` [B]; None for a
+        single-speaker encoder.
+
+        Raises:
+            ValueError: a multi-speaker encoder and no ``sid``.
+        """
         if self.emb_g is None:
             return None
         if sid is None:
@@ -290,7 +297,7 @@ class NixEncoder(nn.Module):
             raise ValueError("w_target must sum to y_lengths for every item")
         emb, h, x_mask = self.encode_text(x, x_lengths)
         y_mask = sequence_mask(y_lengths, mel.shape[2]).unsqueeze(1).to(h.dtype)
-        g = self._speaker(sid, x.shape[0], x.device)
+        g = self.speaker_embedding(sid, x.shape[0], x.device)
         align = self.aligner(emb, mel, x_mask, y_mask, x_lengths, y_lengths)
         attn_hard = align.attn_hard  # [B, 1, T_frames, T_text]
         w_align = attn_hard.sum(2)  # [B, 1, T_text]
@@ -370,7 +377,7 @@ class NixEncoder(nn.Module):
         length_scale = c.length_scale if length_scale is None else length_scale
         noise_scale_w = c.noise_scale_w if noise_scale_w is None else noise_scale_w
         _, h, x_mask = self.encode_text(x, x_lengths)
-        g = self._speaker(sid, x.shape[0], x.device)
+        g = self.speaker_embedding(sid, x.shape[0], x.device)
         if w_ceil is None:
             w = self.predict_durations(h, x_mask, g, length_scale, noise_scale_w, generator)
         else:

@@ -32,6 +32,9 @@ DECODERS = {
                             upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8],
                             resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]]),
     "istft": ISTFTDecoderConfig(inter_channels=INTER, dim=16, intermediate_dim=32, n_layers=2),
+    # two spectra per latent frame: the head's reshape must survive the ONNX export too
+    "istft_r2": ISTFTDecoderConfig(inter_channels=INTER, dim=16, intermediate_dim=32, n_layers=2,
+                                   frames_per_latent=2),
 }
 
 
@@ -51,10 +54,11 @@ def make_student(tmp_path: Path, kind: str = "nix", seed: int = 0, frontend=None
     encoder = NixEncoder(enc_cfg).eval()
     # A trained-looking duration predictor: bias so every token lasts a few frames.
     torch.nn.init.constant_(encoder.dp.proj.bias, 1.0)
-    decoder = build_decoder(kind, DECODERS[kind], AUDIO.hop_length).eval()
+    dec_cfg = DECODERS[kind]
+    decoder = build_decoder(dec_cfg.kind, dec_cfg, AUDIO.hop_length).eval()
     path = write_student(
         tmp_path / f"student_{kind}.safetensors", encoder, dataclasses.asdict(enc_cfg), decoder,
-        {"kind": kind, **dataclasses.asdict(DECODERS[kind])}, frontend.to_dict(), AUDIO,
+        {**dataclasses.asdict(dec_cfg), "kind": dec_cfg.kind}, frontend.to_dict(), AUDIO,
         {"kind": "nixdistill", "source": "test", "n_params": 123}, {"encoder": 3, "decoder": 5},
     )
     return path, encoder, decoder
@@ -152,7 +156,7 @@ def test_load_student_never_imports_teacher_code(tmp_path):
     assert path.with_suffix(".wav").is_file()
 
 
-@pytest.mark.parametrize("kind", ["nix", "istft"])
+@pytest.mark.parametrize("kind", ["nix", "istft", "istft_r2"])
 def test_onnx_matches_pytorch(tmp_path, kind):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
@@ -160,7 +164,7 @@ def test_onnx_matches_pytorch(tmp_path, kind):
 
     path, _, _ = make_student(tmp_path, kind)
     paths = export_onnx(path, tmp_path / "student.onnx")
-    assert json.loads(paths.metadata.read_text())["decoder_config"]["kind"] == kind
+    assert json.loads(paths.metadata.read_text())["decoder_config"]["kind"] == DECODERS[kind].kind
     student = load_student(path)
     enc_sess = ort.InferenceSession(str(paths.encoder), providers=["CPUExecutionProvider"])
     dec_sess = ort.InferenceSession(str(paths.decoder), providers=["CPUExecutionProvider"])

@@ -335,8 +335,8 @@ def duration_rate(encoder, dataset, cache: LatentCache, batch_size: int = 16,
         if lat is None or lat.w_ceil is None:
             continue
         _, h, x_mask = encoder.encode_text(batch.x, batch.x_lengths)
-        logw = encoder.dp(h, x_mask, None if encoder.emb_g is None else
-                          encoder._speaker(batch.sid, batch.x.shape[0], batch.x.device))
+        logw = encoder.dp(h, x_mask, encoder.speaker_embedding(batch.sid, batch.x.shape[0],
+                                                               batch.x.device))
         student_frames += float((torch.exp(logw) * x_mask).sum())
         teacher_frames += float(lat.w_ceil.float().sum())
     encoder.train(was_training)
