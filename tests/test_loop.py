@@ -248,7 +248,7 @@ def test_cooldown_sets_the_lr_and_resumes_exactly(tmp_path):
     assert (crashed.step, crashed.reason) == (cut, "interrupted")
     second, _ = _fit(tmp_path / "cut", cfg, resume=True)
     assert second.losses == full.losses[cut:]
-    assert full.losses[:5] == plain.losses[:5]  # steps 1-4 run at the full lr
+    assert full.losses[:5] == plain.losses[:5]  # updates 1-4 at the full lr: same first 5 losses
     assert full.losses[5:] != plain.losses[5:]
     ckpt = load_checkpoint(tmp_path / "full")
     # the lr of step 8: 1e-2 * 0.5 (one epoch) * (1 - 7/8) / 0.5

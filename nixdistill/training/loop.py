@@ -386,6 +386,12 @@ class Trainer:
         cfg = self.train_cfg
         if cfg.lr_cooldown is None:
             return
+        if self.dist.world_size > 1 and cfg.max_minutes:
+            # every rank must apply the same lr: rank 0's clock decides, as for the stop
+            seconds = torch.tensor(self.state.trained_seconds, dtype=torch.float64,
+                                   device=self.device)
+            dist.broadcast(seconds, 0)
+            self.state.trained_seconds = float(seconds)
         factor = cooldown_factor(self.state.step, self.state.trained_seconds, cfg)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
@@ -470,7 +476,6 @@ class Trainer:
                         step_t = now
                         window_steps += 1
                         if self.state.step % cfg.log_interval == 0:
-                            now = time.monotonic()
                             rate = window_steps / max(now - window_t, 1e-9)
                             window_t, window_steps = now, 0
                             self._log_train(out or {}, rate)
