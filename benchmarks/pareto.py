@@ -2,10 +2,12 @@
 
 Each ``--point NAME=FILE.json`` is a benchmark report (``nixdistill benchmark --json``) of one
 or more students against the same teacher. The script takes every student in every report (the
-teacher once, from the first) and plots each cost (inference parameters, PyTorch RTF and
-latency, ONNX Runtime RTF and latency, all at 1 thread) against each quality (Whisper WER,
-DNSMOS OVRL, MCD to the teacher), marking the points no other student beats on both axes. It
-also writes the table it plotted, as Markdown and JSON.
+teacher once, from the first) and plots each cost (inference parameters, and latency per
+sentence as a share of the same report's teacher latency in PyTorch and in ONNX Runtime, at 1
+thread: the inverse of the interleaved speed-up, so reports from different machines compare)
+against each quality (Whisper WER, DNSMOS OVRL, MCD to the teacher), marking the points no
+other student beats on both axes. It also writes the table it plotted (with the absolute RTF
+and latency of each report), as Markdown and JSON.
 
     python benchmarks/pareto.py --point default=runs/joe-quick/heldout/benchmark.json \\
         --point tiny=runs/joe-tiny/heldout/benchmark.json --out docs/results/pareto
@@ -21,12 +23,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-COSTS = [  # (key, axis label)
+COSTS = [  # (key, axis label); speed as a share of the same report's teacher latency, so
+    # that runs on different machines compare (each report times its teacher interleaved)
     ("params_m", "inference parameters (M)"),
-    ("rtf_torch", "RTF, PyTorch, 1 thread"),
-    ("latency_torch_ms", "ms / sentence, PyTorch, 1 thread"),
-    ("rtf_ort", "RTF, ONNX Runtime, 1 thread"),
-    ("latency_ort_ms", "ms / sentence, ONNX Runtime, 1 thread"),
+    ("latency_share_torch", "latency / teacher's, PyTorch, 1 thread"),
+    ("latency_share_ort", "latency / teacher's, ONNX Runtime, 1 thread"),
 ]
 QUALITIES = [  # (key, axis label, higher is better)
     ("wer", "Whisper-base WER (as shipped)", False),
@@ -43,10 +44,20 @@ def _median(speed: dict[str, Any] | None, key: str) -> float | None:
     return value
 
 
-def _point(name: str, model: dict[str, Any], is_teacher: bool) -> dict[str, Any]:
+def _share(value: float | None, teacher_value: float | None) -> float | None:
+    return None if value is None or not teacher_value else value / teacher_value
+
+
+def _point(name: str, model: dict[str, Any], is_teacher: bool,
+           teacher: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One model's costs and qualities; ``teacher`` is the same report's teacher (for the
+    latency shares: student latency / teacher latency, the inverse of the speed-up)."""
     size = model["size"]["params"]
     quality = model.get("quality") or {}
     shipped = quality.get("as_shipped") or quality
+    teacher = teacher or model
+    lat_torch = _median(model.get("speed"), "latency_ms")
+    lat_ort = _median(model.get("speed_onnxruntime"), "latency_ms")
     return {
         "name": name,
         "teacher": is_teacher,
@@ -55,6 +66,9 @@ def _point(name: str, model: dict[str, Any], is_teacher: bool) -> dict[str, Any]
         "latency_torch_ms": _median(model.get("speed"), "latency_ms"),
         "rtf_ort": _median(model.get("speed_onnxruntime"), "rtf"),
         "latency_ort_ms": _median(model.get("speed_onnxruntime"), "latency_ms"),
+        "latency_share_torch": _share(lat_torch, _median(teacher.get("speed"), "latency_ms")),
+        "latency_share_ort": _share(lat_ort, _median(teacher.get("speed_onnxruntime"),
+                                                     "latency_ms")),
         "wer": shipped.get("asr_error_rate"),
         "dnsmos": (shipped.get("dnsmos") or {}).get("ovrl"),
         "mcd_db": None if is_teacher else quality.get("mcd_teacher_durations_db"),
@@ -71,7 +85,7 @@ def collect(points: list[tuple[str, Path]]) -> list[dict[str, Any]]:
         students = report["students"]
         for s in students:
             label = name if len(students) == 1 else f"{name}/{s['name']}"
-            rows.append(_point(label, s, False))
+            rows.append(_point(label, s, False, report["teacher"]))
     return rows
 
 
@@ -126,13 +140,16 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["model", "params (M)", "RTF torch", "ms torch", "RTF ORT", "ms ORT", "WER",
-            "DNSMOS", "MCD dB"]
+    head = ["model", "params (M)", "latency speed-up torch", "latency speed-up ORT", "RTF torch",
+            "ms torch", "RTF ORT", "ms ORT", "WER", "DNSMOS", "MCD dB"]
     keys = ["params_m", "rtf_torch", "latency_torch_ms", "rtf_ort", "latency_ort_ms", "wer",
             "dnsmos", "mcd_db"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["name"]] + ["–" if r[k] is None else f"{r[k]:.3f}" for k in keys]
+        speedups = ["–" if r[k] is None else f"{1 / r[k]:.1f}x"
+                    for k in ("latency_share_torch", "latency_share_ort")]
+        cells = [r["name"], f"{r['params_m']:.3f}", *speedups] + [
+            "–" if r[k] is None else f"{r[k]:.3f}" for k in keys[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
