@@ -427,3 +427,30 @@ def test_every_shipped_preset_has_valid_benchmark_settings():
     for p in paths:
         section = json.loads(p.read_text())["stages"].get("benchmark", {})
         assert BenchmarkSettings.from_dict(section, str(p)).n_sentences >= 1
+
+
+def test_memory_is_measured_for_relative_paths_and_a_failure_loses_nothing(
+        tiny_models, monkeypatch):
+    """The memory child runs in a neutral folder: a student given relative to the caller's
+    folder must still load there; a child that fails leaves that model's memory empty (with a
+    warning) and the rest of the result intact."""
+    from nixdistill.benchmark import run as run_module
+
+    teacher_path, student_path = tiny_models
+    monkeypatch.chdir(student_path.parent)
+    settings = BenchmarkSettings(repeats=1, warmup=0, threads="1", eval_quality=False,
+                                 measure_memory=True, onnxruntime=False)
+    result = run_benchmark(str(teacher_path), [student_path.name], texts=TEXTS[:1],
+                           settings=settings, device="cpu", command="test")
+    (student,) = result.students
+    assert student.memory is not None and student.memory["peak_rss_mb"] > 0
+
+    def child_fails(spec):
+        raise RuntimeError("child failed")
+
+    monkeypatch.setattr(run_module, "measure_peak_rss", child_fails)
+    with pytest.warns(UserWarning, match="not measured: child failed"):
+        result = run_benchmark(str(teacher_path), [student_path.name], texts=TEXTS[:1],
+                               settings=settings, device="cpu", command="test")
+    (student,) = result.students
+    assert student.memory is None and student.speed["1"]["rtf"]["median"] > 0

@@ -11,6 +11,7 @@ import shlex
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -155,13 +156,27 @@ def _ort_models(teacher: Any, t_model: TorchModel, s_models: Sequence[TorchModel
     return out, int8_info, "; ".join(n for n in (note, exported) if n) or None
 
 
+def _absolute(ref: Any) -> str:
+    """``ref`` as the child process must see it: an existing file or folder as an absolute
+    path (the child runs in a neutral working directory), anything else (a voice package
+    name) unchanged."""
+    return str(Path(ref).resolve()) if Path(str(ref)).exists() else str(ref)
+
+
 def _memory(m: TorchModel | OrtModel, ref: Any, texts: Sequence[str], device: str) -> dict[str, Any] | None:
+    """Peak RSS of ``m`` speaking ``texts`` in a fresh process, or None where it cannot be
+    measured: an in-memory model, or a child process that failed (a warning says why, and the
+    rest of the benchmark goes on)."""
     if isinstance(m, TorchModel) and not isinstance(ref, (str, Path)):
         return None  # an in-memory model cannot be reloaded in a fresh process
-    spec = {"role": m.role, "runtime": m.runtime, "ref": str(ref),
-            "graphs": getattr(m, "graphs", []), "ids": [m.encode_text(t) for t in texts],
-            "threads": 1, "device": device}
-    mem = measure_peak_rss(spec)
+    spec = {"role": m.role, "runtime": m.runtime, "ref": _absolute(ref),
+            "graphs": [_absolute(g) for g in getattr(m, "graphs", [])],
+            "ids": [m.encode_text(t) for t in texts], "threads": 1, "device": device}
+    try:
+        mem = measure_peak_rss(spec)
+    except RuntimeError as exc:
+        warnings.warn(f"memory of {m.name} ({m.runtime}) not measured: {exc}", stacklevel=2)
+        return None
     return {**mem, "peak_rss_delta_mb": mem["synthesis_peak_delta_mb"], "cuda_peak_mb": None}
 
 
