@@ -41,6 +41,7 @@ __all__ = [
     "stft_magnitude",
     "mr_stft_loss",
     "complex_stft_loss",
+    "stft_consistency_loss",
     "SpectralLosses",
     "spectral_losses",
 ]
@@ -268,3 +269,36 @@ def complex_stft_loss(
         :func:`mr_stft_loss`.
     """
     return spectral_losses(y_hat, y, resolutions, stft=False, complex=True, power=power).complex
+
+
+def stft_consistency_loss(spec: torch.Tensor, spec_of_output: torch.Tensor,
+                          power: float = 0.3) -> torch.Tensor:
+    """STFT consistency loss of an iSTFT decoder: ``mean |S_c - S̃_c|²``, ``X_c = |X|^c e^{i∠X}``.
+
+    ``S`` is the spectrum the decoder predicted and ``S̃`` the STFT (same frames and window) of
+    the waveform its iSTFT made from ``S``. With 75 % frame overlap most predicted spectra are
+    not the spectrum of any signal, and a decoder trained on reconstruction losses alone learns
+    to rely on overlapping frames cancelling each other; this term asks each predicted frame to
+    be the output's own frame. Gradients flow into both arguments, as in the source. The
+    power-law compression is that of :func:`complex_stft_loss`.
+
+    Args:
+        spec: predicted complex spectrum, [B, F, T_frames].
+        spec_of_output: the STFT of the decoder's output waveform, [B, F, T_frames].
+        power: compression exponent ``c``.
+    Returns:
+        scalar loss.
+    Raises:
+        LossError: when the two spectra differ in shape.
+    Source: Ai & Ling 2023, APNet (IEEE/ACM TASLP), the STFT consistency loss, there on
+        uncompressed real and imaginary parts.
+    """
+    if spec.shape != spec_of_output.shape:
+        raise LossError(f"consistency loss: spectra of shapes {tuple(spec.shape)} and "
+                        f"{tuple(spec_of_output.shape)}")
+
+    def compressed(x: torch.Tensor) -> torch.Tensor:
+        return x * torch.clamp(x.abs(), min=MAGNITUDE_FLOOR ** 0.5).pow(power - 1.0)
+
+    diff = compressed(spec_of_output) - compressed(spec)
+    return 2.0 * torch.view_as_real(diff).pow(2).mean()

@@ -403,6 +403,23 @@ class InverseSTFT(nn.Module):
             self.trim_start = n_fft // 2
             self.trim_end = n_fft // 2 - hop_length
 
+    def stft(self, wav: torch.Tensor) -> torch.Tensor:
+        """The STFT that this inverse undoes, with the same frames and window.
+
+        Frame ``t`` is the Hann-windowed slice ``[t * hop_length, t * hop_length + n_fft)`` of
+        ``wav`` padded with ``trim_start`` zeros in front and ``trim_end`` behind, so
+        ``self(*parts(self.stft(wav)))`` equals ``wav``, and a spectrogram ``S`` is consistent
+        (the spectrogram of some signal) exactly when ``self.stft(self(S))`` equals ``S``.
+
+        Args:
+            wav: [B, 1, T_frames * hop_length] or [B, T_frames * hop_length].
+        Returns:
+            complex [B, n_fft // 2 + 1, T_frames].
+        """
+        padded = F.pad(wav.reshape(wav.shape[0], -1), (self.trim_start, self.trim_end))
+        frames = padded.unfold(-1, self.n_fft, self.hop_length) * self.window.reshape(-1)
+        return torch.fft.rfft(frames, dim=-1).transpose(1, 2)
+
     def frames(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
         """Windowed time-domain frames, [B, n_fft, T_frames], from real/imag [B, F, T_frames]."""
         if torch.onnx.is_in_onnx_export():
@@ -508,17 +525,23 @@ class ISTFTDecoder(nn.Module):
         mag = torch.clamp(torch.exp(log_mag), max=self.max_magnitude)
         return mag * torch.cos(phase), mag * torch.sin(phase)
 
-    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None,
+                return_spectrum: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Decode latents to audio.
 
         Args:
             z: latent, [B, inter_channels, T_frames].
             g: speaker embedding, [B, gin_channels, 1], or None.
+            return_spectrum: also return the predicted spectrum (training losses on it).
         Returns:
-            wav, [B, 1, T_frames * hop_length] (not clipped).
+            wav, [B, 1, T_frames * hop_length] (not clipped); with ``return_spectrum``,
+            ``(wav, spec)`` where ``spec`` is complex [B, n_fft // 2 + 1, r * T_frames], the
+            spectrum the iSTFT inverted (:meth:`spectrum`).
         """
         real, imag = self.spectrum(z, g)
-        return self.istft(real, imag)
+        wav = self.istft(real, imag)
+        return (wav, torch.complex(real.float(), imag.float())) if return_spectrum else wav
 
     def remove_weight_norm(self) -> ISTFTDecoder:
         """No weight norm here; present for a uniform decoder interface."""

@@ -16,7 +16,9 @@ Losses (names are the keys of ``train.loss_weights``; a weight of 0 skips the te
 * ``mel``  log-mel L1 vs the target (real audio when present, else the teacher's output);
 * ``stft`` MR-STFT (spectral convergence + log magnitude) vs the target;
 * ``teacher_stft`` MR-STFT vs the teacher's output;
-* ``complex`` compressed complex STFT loss vs the target (phase as well as magnitude).
+* ``complex`` compressed complex STFT loss vs the target (phase as well as magnitude);
+* ``consistency`` (``istft`` decoders only) the predicted spectrum against the STFT of the
+  decoder's own output (:func:`~nixdistill.losses.stft_consistency_loss`).
 
 Defaults follow the unofficial Nix-TTS port: adv 1, fm 2, mel 20, stft 1, teacher_stft 1.
 
@@ -38,7 +40,7 @@ from ..errors import ConfigError
 from ..data import collate
 from ..latents import LatentCache, LatentSettings, teacher_latents
 from ..losses import (STFTResolution, mel_l1, mr_stft_loss, scaled_resolutions,
-                      spectral_losses)
+                      spectral_losses, stft_consistency_loss)
 from ..runs import encoder_from_run, latest_checkpoint, load_checkpoint
 from .setup import DistilOptions, decoder_model_config, prepare_distillation
 from .gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
@@ -56,6 +58,7 @@ __all__ = [
 
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {
     "adv": 1.0, "fm": 2.0, "mel": 20.0, "stft": 1.0, "teacher_stft": 1.0, "complex": 0.0,
+    "consistency": 0.0,
 }
 
 
@@ -144,6 +147,10 @@ class DistilDecoderStage(Stage):
                               if self.options.encoder_noise_scale is not None or encoder is None
                               else float(encoder.config.noise_scale))
         self.decoder = build_decoder(decoder_cfg.kind, decoder_cfg, cfg.audio.hop_length)
+        self.consistency = self.loss_weights["consistency"] > 0
+        if self.consistency and not hasattr(self.decoder, "istft"):
+            raise ConfigError("train.loss_weights.consistency needs an iSTFT decoder "
+                              f"(model.kind 'istft'); this one is {decoder_cfg.kind!r}")
         self.discriminator = (Discriminators(self.options.discriminator, self.resolutions)
                               if self.use_disc else None)
         self._eval_cache: list[_HeldOut] | None = None
@@ -220,8 +227,12 @@ class DistilDecoderStage(Stage):
                 target = wav_slice if (self.source == "posterior" and wav_slice is not None) \
                     else wav_teacher
         decoder = ctx.model("decoder")
+        spec_hat = None
         with ctx.autocast():
-            y_hat = decoder(z_seg)
+            if self.consistency:
+                y_hat, spec_hat = decoder(z_seg, return_spectrum=True)
+            else:
+                y_hat = decoder(z_seg)
         y_hat = y_hat.float()
         logs: dict[str, Any] = {"encoder_latents": float(use_encoder)}
 
@@ -246,6 +257,8 @@ class DistilDecoderStage(Stage):
             # With prior latents the target is the teacher's audio itself: same term, once.
             terms["teacher_stft"] = (terms["stft"] if "stft" in terms and wav_teacher is target
                                      else mr_stft_loss(y_hat, wav_teacher, self.resolutions).total)
+        if spec_hat is not None:
+            terms["consistency"] = stft_consistency_loss(spec_hat, self.decoder.istft.stft(y_hat))
         if not terms:
             raise ConfigError("train.loss_weights: every distil-decoder loss weight is 0")
         total = sum(w[k] * v for k, v in terms.items())
