@@ -194,3 +194,33 @@ def test_istft_frames_per_latent_must_divide_the_hop():
         build_decoder("istft", ISTFTDecoderConfig(inter_channels=8, frames_per_latent=3), HOP)
     with pytest.raises(ConfigError, match="frames_per_latent"):
         ISTFTDecoderConfig(frames_per_latent=0)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(64, 16), (1024, 256)])
+def test_inverse_stft_analysis_is_its_own_stft(n_fft, hop):
+    """``InverseSTFT.stft`` frames a signal as the inverse overlap-adds it: the inverse of the
+    STFT of a signal is that signal, and the STFT of the inverse of a consistent spectrum is
+    that spectrum, while a random spectrum is far from consistent."""
+    torch.manual_seed(0)
+    istft = InverseSTFT(n_fft, hop).double()
+    wav = torch.randn(2, 1, 12 * hop, dtype=torch.float64)
+    spec = istft.stft(wav)
+    assert spec.shape == (2, n_fft // 2 + 1, 12)
+    assert torch.allclose(istft(spec.real, spec.imag), wav, atol=1e-10)
+    again = istft.stft(istft(spec.real, spec.imag))
+    assert (again - spec).abs().max() < 1e-6 * spec.abs().max()
+    noise = torch.complex(torch.randn_like(spec.real), torch.randn_like(spec.real))
+    back = istft.stft(istft(noise.real, noise.imag))
+    assert (back - noise).abs().pow(2).sum() > 0.3 * noise.abs().pow(2).sum()
+
+
+def test_istft_decoder_can_return_the_spectrum_it_inverted():
+    torch.manual_seed(0)
+    decoder = build_decoder("istft", TINY_ISTFT, HOP).eval()
+    z = torch.randn(2, TINY_ISTFT.inter_channels, 9)
+    with torch.no_grad():
+        wav, spec = decoder(z, return_spectrum=True)
+        assert torch.equal(wav, decoder(z))
+        real, imag = decoder.spectrum(z)
+    assert torch.equal(spec, torch.complex(real, imag))
+    assert torch.allclose(decoder.istft(spec.real, spec.imag), wav)

@@ -245,6 +245,27 @@ def test_complex_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljs
     assert "train/teacher_stft" not in scalars  # weight 0 skips a term
 
 
+def test_consistency_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljspeech):
+    """A ``consistency`` weight adds the STFT consistency term of the iSTFT decoder."""
+    scalars = _train_scalars(tmp_path, tiny_teacher, tiny_ljspeech, 2, log_interval=1,
+                             loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
+                                           "teacher_stft": 0, "consistency": 5})
+    values = scalars["train/consistency"]
+    assert len(values) == 2 and all(0 < v < float("inf") for v in values)
+
+
+def test_consistency_loss_needs_an_istft_decoder(tmp_path, tiny_teacher, tiny_ljspeech):
+    from nixdistill.training.distil_decoder import run_distil_decoder
+
+    raw = json.loads(Path(str(resolve_config_path("tiny/decoder_nix"))).read_text())
+    raw["train"]["loss_weights"] = {"adv": 0, "fm": 0, "consistency": 1}
+    config = tmp_path / "nix.json"
+    config.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="consistency needs an iSTFT decoder"):
+        run_distil_decoder(tiny_teacher, tiny_ljspeech, str(config), tmp_path / "run",
+                           latents="prior", max_steps=1)
+
+
 def test_export_refuses_swapped_runs(tmp_path, tiny_encoder_run):
     with pytest.raises(CheckpointError, match="distil-decoder"):
         export_student(tiny_encoder_run, tiny_encoder_run, tmp_path / "s.safetensors")

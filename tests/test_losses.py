@@ -25,6 +25,7 @@ from nixdistill.losses import (
     mr_stft_loss,
     scaled_resolutions,
     spectral_losses,
+    stft_consistency_loss,
     stft_magnitude,
 )
 
@@ -201,3 +202,24 @@ def test_mrstft_discriminator():
     disc = MultiResolutionSTFTDiscriminator([STFTResolution(64, 16, 64)] * 2, channel_scale=0.25)
     out = disc(torch.randn(1, 1, 400), torch.randn(1, 1, 400))
     assert len(out.y_d_rs) == 2 and out.y_d_rs[0].shape == out.y_d_gs[0].shape
+
+
+def test_stft_consistency_loss_is_zero_only_for_a_consistent_spectrum():
+    """The STFT of a signal is consistent (loss 0); a random spectrum is not, and the loss
+    pulls on the prediction; spectra of different shapes are refused."""
+    from nixdistill.students.decoder import InverseSTFT
+
+    torch.manual_seed(0)
+    istft = InverseSTFT(256, 64)
+    spec = istft.stft(torch.randn(2, 1, 40 * 64))
+    out = istft.stft(istft(spec.real, spec.imag))
+    assert stft_consistency_loss(spec, out).item() == pytest.approx(0.0, abs=1e-8)
+    real = torch.randn(2, 129, 40, requires_grad=True)
+    imag = torch.randn(2, 129, 40)
+    pred = torch.complex(real, imag)
+    loss = stft_consistency_loss(pred, istft.stft(istft(pred.real, pred.imag)))
+    assert loss.item() > 0.1
+    loss.backward()
+    assert real.grad is not None and real.grad.abs().sum() > 0
+    with pytest.raises(LossError, match="shapes"):
+        stft_consistency_loss(spec, out[..., :-1])
