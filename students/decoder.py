@@ -408,7 +408,7 @@ class InverseSTFT(nn.Module):
 
         Frame ``t`` is the Hann-windowed slice ``[t * hop_length, t * hop_length + n_fft)`` of
         ``wav`` padded with ``trim_start`` zeros in front and ``trim_end`` behind, so
-        ``self(*parts(self.stft(wav)))`` equals ``wav``, and a spectrogram ``S`` is consistent
+        ``self(S.real, S.imag)`` with ``S = self.stft(wav)`` equals ``wav``, and a spectrogram ``S`` is consistent
         (the spectrogram of some signal) exactly when ``self.stft(self(S))`` equals ``S``.
 
         Args:

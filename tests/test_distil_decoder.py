@@ -235,23 +235,16 @@ def test_distil_decoder_learns(tmp_path, tiny_teacher, tiny_ljspeech):
     assert sum(mel[-window:]) / window < 0.7 * sum(mel[:window]) / window
 
 
-def test_complex_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljspeech):
-    """A ``complex`` weight adds the compressed complex STFT term to the decoder's loss."""
+@pytest.mark.parametrize("term", ["complex", "consistency"])
+def test_spectral_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljspeech, term):
+    """A ``complex`` weight adds the compressed complex STFT term to the decoder's loss, a
+    ``consistency`` weight the STFT consistency term of the iSTFT decoder."""
     scalars = _train_scalars(tmp_path, tiny_teacher, tiny_ljspeech, 2, log_interval=1,
                              loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
-                                           "teacher_stft": 0, "complex": 5})
-    values = scalars["train/complex"]
+                                           "teacher_stft": 0, term: 5})
+    values = scalars[f"train/{term}"]
     assert len(values) == 2 and all(0 < v < float("inf") for v in values)
     assert "train/teacher_stft" not in scalars  # weight 0 skips a term
-
-
-def test_consistency_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_ljspeech):
-    """A ``consistency`` weight adds the STFT consistency term of the iSTFT decoder."""
-    scalars = _train_scalars(tmp_path, tiny_teacher, tiny_ljspeech, 2, log_interval=1,
-                             loss_weights={"adv": 0, "fm": 0, "mel": 20, "stft": 1,
-                                           "teacher_stft": 0, "consistency": 5})
-    values = scalars["train/consistency"]
-    assert len(values) == 2 and all(0 < v < float("inf") for v in values)
 
 
 def test_consistency_loss_needs_an_istft_decoder(tmp_path, tiny_teacher, tiny_ljspeech):
