@@ -210,6 +210,81 @@ def test_quality_lanes_shipped_and_noise_sweep(tiny_models):
     assert set(rep.first_clips) == {t.name, "student"}
 
 
+def test_as_shipped_scores_average_over_draws(tiny_models, monkeypatch):
+    """``draws`` scores every model as shipped over several sampled clips per sentence: the
+    reported error rate, DNSMOS, duration ratio and MCD are the means of the draws, draw 0 is
+    the single-draw clip, and the draws differ (a stand-in ASR and DNSMOS read the clips, so
+    the test needs no Whisper)."""
+    from nixdistill.benchmark import quality
+    from nixdistill.student import load_student
+    from nixdistill.teacher import load_teacher
+
+    if missing_extras("mcd"):
+        pytest.skip("mel-cepstral-distance not installed")
+    heard = []
+
+    class FakeTranscriber:
+        def __init__(self, **_kw):
+            pass
+
+        def transcribe(self, wav, sample_rate):
+            heard.append(len(wav))
+            return "the cat sat" if len(wav) % 2 else "the cat sat on the mat"
+
+    monkeypatch.setattr(quality, "Transcriber", FakeTranscriber)
+    monkeypatch.setattr(quality, "missing_extras", lambda _m: [])
+    monkeypatch.setattr(quality, "dnsmos", lambda wav, sr: {k: float(len(wav) % 97) for k in ("ovrl", "sig", "bak", "p808")})
+    teacher_path, student_path = tiny_models
+    t = teacher_view(load_teacher(teacher_path))
+    s = student_view(load_student(student_path), "student")
+    one = quality.quality_pass(t, [s], TEXTS, seed=3)
+    many = quality.quality_pass(t, [s], TEXTS, seed=3, draws=3)
+    assert "draws" not in one.entries["teacher"]["as_shipped"]
+    for name in ("teacher", "student"):
+        q, q1 = many.entries[name]["as_shipped"], one.entries[name]["as_shipped"]
+        assert len(q["draws"]) == 3
+        assert q["draws"][0]["asr_error_rate"] == q1["asr_error_rate"]
+        assert q["asr_error_rate"] == pytest.approx(np.mean([d["asr_error_rate"] for d in q["draws"]]))
+        assert q["dnsmos"]["ovrl"] == pytest.approx(np.mean([d["dnsmos_ovrl"] for d in q["draws"]]))
+        assert q["transcripts"] == q1["transcripts"]  # draw 0's
+    q = many.entries["student"]["as_shipped"]
+    assert q["draws"][0]["mcd_db"] == pytest.approx(one.entries["student"]["as_shipped"]["mcd_db"])
+    assert q["mcd_db"] == pytest.approx(np.mean([d["mcd_db"] for d in q["draws"]]))
+    assert q["duration_ratio"] == pytest.approx(np.mean([d["duration_ratio"] for d in q["draws"]]))
+    # the sampled teacher differs between draws, so the student's MCD to it does too
+    assert len({round(d["mcd_db"], 6) for d in q["draws"]}) > 1
+    from nixdistill.benchmark.report import _draw_range
+    assert _draw_range(q).startswith(" (mean of 3 draws, ") and _draw_range(q1) == ""
+    with pytest.raises(BenchmarkError, match="draws"):
+        quality.quality_pass(t, [s], TEXTS, draws=0)
+    with pytest.raises(BenchmarkError, match="draws"):
+        BenchmarkSettings(draws=0)
+
+
+def test_scorer_hears_identical_clips_once(monkeypatch):
+    """Clips are recognised by their samples: a deterministic model's repeated draws (equal
+    arrays, distinct objects) are transcribed once, a different clip again."""
+    from nixdistill.benchmark import quality
+
+    calls = []
+
+    class FakeTranscriber:
+        def __init__(self, **_kw):
+            pass
+
+        def transcribe(self, wav, sample_rate):
+            calls.append(1)
+            return "a cat"
+
+    monkeypatch.setattr(quality, "Transcriber", FakeTranscriber)
+    monkeypatch.setattr(quality, "missing_extras", lambda _m: [])
+    sc = quality._Scorer("en", asr_and_mos=False)
+    sc.transcriber = FakeTranscriber()
+    a = np.linspace(-0.5, 0.5, 100, dtype=np.float32)
+    out = sc.score(["a cat", "a cat", "a cat"], [a, a.copy(), a[::-1].copy()], 16000)
+    assert len(calls) == 2 and out["asr_error_rate"] == 0.0
+
+
 def test_onnxruntime_columns(tiny_models):
     """The exported tiny student runs in onnxruntime interleaved with PyTorch; without a Piper
     teacher there is no ONNX teacher to compare with, and the note says so."""

@@ -59,6 +59,14 @@ def _speed_rows(e: ModelEntry) -> list[list[str]]:
     return rows
 
 
+def _draw_range(s: dict) -> str:
+    """`` (mean of N draws, lo–hi)`` of a score averaged over sampled draws, else ``""``."""
+    rates = [d["asr_error_rate"] for d in s.get("draws") or () if d["asr_error_rate"] is not None]
+    if not rates:
+        return ""
+    return f" (mean of {len(rates)} draws, {_fmt(min(rates))}–{_fmt(max(rates))})"
+
+
 def _quality_rows(r: BenchmarkResult) -> list[list[str]]:
     rows = []
     for e in [r.teacher, *r.students]:
@@ -67,7 +75,7 @@ def _quality_rows(r: BenchmarkResult) -> list[list[str]]:
             continue
         for setting, s in (("noise 0", q), ("as shipped", q["as_shipped"])):
             rows.append([e.name, setting, _fmt(s.get("mcd_db"), 2),
-                         f"{s['asr_metric']} {_fmt(s['asr_error_rate'])}",
+                         f"{s['asr_metric']} {_fmt(s['asr_error_rate'])}{_draw_range(s)}",
                          _fmt(s["dnsmos"]["ovrl"] if s["dnsmos"] else None, 2),
                          _fmt(s.get("duration_ratio"), 3)])
     if r.real is not None:

@@ -250,7 +250,8 @@ def run_benchmark(
     quality = None
     if cfg.eval_quality:
         real = _read_real(real_filelist, t_model.audio.sample_rate, cfg.n_sentences) if real_filelist else ()
-        quality = quality_pass(t_model, s_models, sentences, cfg.noise_list, cfg.seed, real)
+        quality = quality_pass(t_model, s_models, sentences, cfg.noise_list, cfg.seed, real,
+                               draws=cfg.draws)
         for name, q in quality.entries.items():
             entries[name].quality = q
     s_names = [m.name for m in s_models]
@@ -264,7 +265,8 @@ def run_benchmark(
             "settings": {"n_sentences": len(sentences), "language": t_model.language,
                          "repeats": cfg.repeats, "warmup": cfg.warmup,
                          "threads": cfg.thread_list, "device": device, "noise_scale": 0.0,
-                         "batch_size": 1, "seed": cfg.seed, "noise_scales": cfg.noise_list},
+                         "batch_size": 1, "seed": cfg.seed, "draws": cfg.draws,
+                         "noise_scales": cfg.noise_list},
             "texts": sentences,
         },
         teacher=entries[t_model.name],

@@ -47,6 +47,8 @@ class BenchmarkSettings:
             with the others, as its own ONNX Runtime row ``"<student> int8"``.
         noise_scales: full-student noise sweep, e.g. ``"0,0.3,0.5,0.667"`` (empty: none).
         seed: seed of every sampled clip (sentence ``i`` uses ``seed + i``).
+        draws: as-shipped clips per sentence and model, scored as their mean (a sampled
+            model's WER moves with the seed; see :mod:`nixdistill.benchmark.quality`).
     """
 
     n_sentences: int = DEFAULT_N_SENTENCES
@@ -59,6 +61,7 @@ class BenchmarkSettings:
     int8: bool = False
     noise_scales: str = ""
     seed: int = 0
+    draws: int = 1
 
     def __post_init__(self) -> None:
         if self.n_sentences < 1:
@@ -66,6 +69,8 @@ class BenchmarkSettings:
         if self.repeats < 1 or self.warmup < 0:
             raise BenchmarkError(
                 f"need repeats >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
+        if self.draws < 1:
+            raise BenchmarkError(f"draws must be >= 1, got {self.draws}")
         if self.int8 and not self.onnxruntime:
             raise BenchmarkError("int8 times ONNX Runtime copies of the students: it needs "
                                  "onnxruntime on")

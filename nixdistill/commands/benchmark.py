@@ -39,6 +39,9 @@ from ..benchmark.settings import DEFAULT_N_SENTENCES
               help="Score the full student at these noise scales, e.g. 0,0.3,0.5,0.667.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the sampled clips (sentence i uses seed + i).")
+@click.option("--draws", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Score each model as shipped over this many sampled clips per sentence "
+                   "(mean and each draw); a sampled teacher's WER moves with the seed.")
 @click.option("--real", "real_filelist", type=click.Path(exists=True), default=None,
               help="Dataset or filelist of real recordings to score (ASR, DNSMOS) as a reference.")
 @click.pass_context
@@ -46,7 +49,7 @@ def command(ctx: click.Context, teacher_ref: str, students: tuple[str, ...], tea
             texts_file: str | None, n_sentences: int, repeats: int, warmup: int, threads: str,
             out_json: str | None, out_report: str | None, plots_dir: str | None,
             no_quality: bool, no_memory: bool, no_onnx: bool, int8: bool, noise_scales: str,
-            seed: int,
+            seed: int, draws: int,
             real_filelist: str | None) -> None:
     """Compare a teacher with its distilled student(s) on the same sentences.
 
@@ -65,7 +68,7 @@ def command(ctx: click.Context, teacher_ref: str, students: tuple[str, ...], tea
     settings = BenchmarkSettings(
         n_sentences=n_sentences, repeats=repeats, warmup=warmup, threads=threads,
         eval_quality=not no_quality, measure_memory=not no_memory, onnxruntime=not no_onnx,
-        int8=int8, noise_scales=noise_scales, seed=seed)
+        int8=int8, noise_scales=noise_scales, seed=seed, draws=draws)
     result = run_benchmark(
         teacher_ref, list(students), texts=read_texts(texts_file) if texts_file else None,
         settings=settings, device=(ctx.obj or {}).get("device", "cpu"),
