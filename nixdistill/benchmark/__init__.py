@@ -33,7 +33,10 @@ Method:
   teacher's ``.onnx.json`` inference defaults, or the VITS defaults 0.667 / 1.0 / 0.8):
   Whisper-base WER (CER for Korean, via ``jiwer``), DNSMOS P.835 and, for students, the
   mel-cepstral distance (MCD, DTW-aligned) to the teacher at the same setting and the
-  duration ratio (mean over sentences of student / teacher audio length).
+  duration ratio (mean over sentences of student / teacher audio length). With ``draws`` > 1
+  the as-shipped scores are the mean over that many sampled clips per sentence (draw ``k``
+  seeded ``seed + k n + i`` for ``n`` sentences), each draw's scores beside them: one draw of a
+  sampled model is one roll of the dice.
   **Attribution lanes**, at noise 0 with the teacher's durations, each against the teacher's
   audio: teacher ``z`` -> student decoder; student ``z`` (teacher ``w_ceil``) -> teacher
   decoder; the same student ``z`` -> student decoder; the full student (own durations, own
