@@ -117,21 +117,22 @@ class _Scorer:
         """``{"asr_metric", "asr_error_rate", "transcripts", "dnsmos"}`` (None when missing)."""
         out: dict[str, Any] = {"asr_metric": self.metric, "asr_error_rate": None,
                                "transcripts": None, "dnsmos": None}
+        keys = [self._key(c) for c in clips]
         if self.transcriber is not None:
-            for c in clips:
-                if self._key(c) not in self._hyp:
-                    self._hyp[self._key(c)] = self.transcriber.transcribe(c, sample_rate)
-            hyps = [self._hyp[self._key(c)] for c in clips]
+            for key, c in zip(keys, clips):
+                if key not in self._hyp:
+                    self._hyp[key] = self.transcriber.transcribe(c, sample_rate)
+            hyps = [self._hyp[key] for key in keys]
             out["asr_error_rate"] = error_rate(
                 [normalize_transcript(t, self.language) for t in texts],
                 [normalize_transcript(h, self.language) for h in hyps],
                 "char" if self.metric == "cer" else "word")
             out["transcripts"] = hyps
         if self.can_mos:
-            for c in clips:
-                if self._key(c) not in self._mos:
-                    self._mos[self._key(c)] = dnsmos(c, sample_rate)
-            scores = [self._mos[self._key(c)] for c in clips]
+            for key, c in zip(keys, clips):
+                if key not in self._mos:
+                    self._mos[key] = dnsmos(c, sample_rate)
+            scores = [self._mos[key] for key in keys]
             out["dnsmos"] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
         return out
 
