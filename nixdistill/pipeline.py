@@ -1,10 +1,10 @@
 """``nixdistill pipeline``: teacher -> distil-encoder -> distil-decoder -> export -> benchmark.
 
 The pipeline only sequences the library functions the individual commands call
-(:func:`~nixdistill.training.teach.run_teach`,
-:func:`~nixdistill.training.distil_encoder.run_distil_encoder`,
-:func:`~nixdistill.training.distil_decoder.run_distil_decoder`,
-:func:`~nixdistill.export.export_student`, :func:`~nixdistill.benchmark.run_benchmark`); it
+(:func:`~nixdistill.distill.teach.run_teach`,
+:func:`~nixdistill.distill.distil_encoder.run_distil_encoder`,
+:func:`~nixdistill.distill.distil_decoder.run_distil_decoder`,
+:func:`~nixdistill.deploy.export.export_student`, :func:`~nixdistill.benchmark.run_benchmark`); it
 holds no training or evaluation logic of its own.
 
 A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
@@ -31,7 +31,7 @@ short adversarial phase after reconstruction-only training; the student before i
 too (``RUN/student_prepolish.safetensors``) and benchmarked beside the polished one, so what the
 polish changed is measured on the same sentences. ``export.inference_defaults`` are the
 student's shipped ``noise_scale`` / ``length_scale`` / ``noise_scale_w`` (chosen by measurement,
-see :func:`nixdistill.export.export_student`).
+see :func:`nixdistill.deploy.export.export_student`).
 
 Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/latent_cache/``
 (teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``,
@@ -278,9 +278,9 @@ def run_pipeline(
     """
     from .benchmark import BenchmarkResult, BenchmarkSettings, run_benchmark
     from .benchmark.report import write_outputs
-    from .export import export_student
-    from .training.distil_decoder import run_distil_decoder
-    from .training.distil_encoder import run_distil_encoder
+    from nixdistill.deploy.export import export_student
+    from nixdistill.distill.distil_decoder import run_distil_decoder
+    from nixdistill.distill.distil_encoder import run_distil_encoder
 
     log = log or (lambda s: print(s, file=sys.stderr))
     preset = load_preset(preset_ref)
@@ -303,7 +303,7 @@ def run_pipeline(
         teacher_ref = str(preset.teacher.ref)
         reports.append(StageReport("teacher", "loaded", 0.0, teacher_ref, "pretrained"))
     else:
-        from .training.teach import run_teach
+        from nixdistill.distill.teach import run_teach
 
         teacher_dir = run / "teacher"
         _run_training("teacher", teacher_dir, run_teach, dict(

@@ -1,18 +1,16 @@
-"""Run folders and training checkpoints: atomic writes, safe loading, the newest checkpoint,
-and the trained student parts a run holds.
+"""Run folders and training checkpoints: atomic writes, safe loading and the newest checkpoint.
 
 A run folder is what a training stage writes: ``RUN/config.json``, ``RUN/checkpoints/``
 (``step_XXXXXXXX.pt`` and ``last.pt``) and ``RUN/tensorboard/``. A checkpoint is a plain dict
 (see docs/ARCHITECTURE.md, "Training loop") holding only tensors, numbers, strings, lists, tuples
 and dicts, so it loads with ``torch.load(weights_only=True)``.
 
-This module sits below training, export and the teacher loader, which all read run folders;
-it imports the student models only inside :func:`encoder_from_run` / :func:`decoder_from_run`.
+This module sits below training, export and the teacher loader, which all read run folders.
+Rebuilding the student modules a run holds is :mod:`nixdistill.deploy.build`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
@@ -23,9 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
-from .config import from_dict
 from .errors import NixdistillError
 
 __all__ = [
@@ -42,8 +38,6 @@ __all__ = [
     "latest_checkpoint",
     "step_checkpoints",
     "prune_checkpoints",
-    "encoder_from_run",
-    "decoder_from_run",
 ]
 
 CHECKPOINT_FORMAT = "nixdistill-train"
@@ -199,59 +193,3 @@ def load_checkpoint(run_dir_or_file: str | Path, map_location: str | torch.devic
         )
     obj["path"] = str(path)
     return obj
-
-
-# ---------------------------------------------------------------------------- student parts
-def decoder_from_run(run: str | Path | dict[str, Any]) -> tuple[nn.Module, dict[str, Any], dict]:
-    """Rebuild the trained decoder of a ``distil-decoder`` run, weight norm folded.
-
-    Args:
-        run: run folder, checkpoint file, or an already loaded checkpoint dict.
-    Returns:
-        (decoder in eval mode, its config dict (with ``kind``), checkpoint dict).
-    Raises:
-        CheckpointError: no checkpoint, or not a decoder run.
-    """
-    from .students.decoder import build_decoder, decoder_config_from_dict
-
-    ckpt = run if isinstance(run, dict) else load_checkpoint(run)
-    config = ckpt.get("config") or {}
-    model = config.get("model") or {}
-    if "decoder" not in ckpt.get("models", {}) or "kind" not in model:
-        raise CheckpointError(f"{ckpt.get('path', run)} is not a distil-decoder run")
-    cfg = decoder_config_from_dict(model["kind"], model, f"{ckpt.get('path', run)}:model")
-    decoder = build_decoder(cfg.kind, cfg, int(config["audio"]["hop_length"]))
-    decoder.load_state_dict(ckpt["models"]["decoder"])
-    decoder.remove_weight_norm().eval()
-    return decoder, dataclasses.asdict(cfg), ckpt
-
-
-def encoder_from_run(
-    run: str | Path, with_aligner: bool = False
-) -> tuple[nn.Module, dict[str, Any], dict]:
-    """Rebuild the trained encoder of a ``distil-encoder`` run.
-
-    The config is read from ``meta["encoder_config"]`` when present, else ``config["model"]``.
-
-    Args:
-        run: run folder or checkpoint file.
-        with_aligner: keep the training-only aligner (needed to run ``forward`` on mels).
-    Returns:
-        (NixEncoder in eval mode, its config dict, checkpoint dict).
-    Raises:
-        CheckpointError: no checkpoint, or not an encoder run.
-        ConfigError: an invalid encoder config.
-    """
-    from .students.encoder import NixEncoder, NixEncoderConfig
-
-    ckpt = load_checkpoint(run)
-    model = (ckpt.get("meta") or {}).get("encoder_config") or (ckpt.get("config") or {}).get("model")
-    if "encoder" not in ckpt.get("models", {}) or not model:
-        raise CheckpointError(f"{ckpt.get('path', run)} is not a distil-encoder run")
-    cfg = from_dict(NixEncoderConfig, model, f"{run}:model")
-    encoder = NixEncoder(cfg, with_aligner=with_aligner)
-    state = ckpt["models"]["encoder"]
-    if not with_aligner:
-        state = {k: v for k, v in state.items() if not k.startswith("aligner.")}
-    encoder.load_state_dict(state)
-    return encoder.eval(), dataclasses.asdict(cfg), ckpt

@@ -4,7 +4,7 @@
 Source: jaywalnut310/vits ``modules.py`` (architecture and parameter names, so original
 checkpoints load key for key). Weight norm uses ``torch.nn.utils.parametrizations.weight_norm``
 (state-dict keys ``parametrizations.weight.original0/original1``); the loader in
-:mod:`nixdistill.teacher` translates old ``weight_g``/``weight_v`` keys.
+:mod:`nixdistill.teacher.loader` translates old ``weight_g``/``weight_v`` keys.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ text encoder, mel posterior encoder, duration discriminator.
 
 Submodules keep the original names (``enc_p``, ``enc_q``, ``flow``, ``dec``, ``dp``,
 ``emb_g``), so original checkpoints load after weight-norm key translation. Loading, file
-formats and text live in :mod:`nixdistill.teacher`; this module is pure ``torch.nn``.
+formats and text live in :mod:`nixdistill.teacher.loader`; this module is pure ``torch.nn``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nixdistill.losses_align import (
+from nixdistill.distill.losses_align import (
     bin_loss, bin_loss_weight, duration_loss, duration_nll_loss, forward_sum_loss,
     gaussian_kl_loss, gaussian_nll_loss,
 )

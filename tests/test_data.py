@@ -331,7 +331,7 @@ def test_prepare_cli_error_is_user_error(tmp_path):
 
 # -- Asterisk filelist script ------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
-ASTERISK_SCRIPT = REPO / "benchmarks" / "asterisk_filelist.py"
+ASTERISK_SCRIPT = REPO / "scripts" / "asterisk_filelist.py"
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 

@@ -12,14 +12,15 @@ from click.testing import CliRunner
 
 from nixdistill.cli import cli
 from nixdistill.config import ConfigError, load_config, resolve_config_path
-from nixdistill.export import export_student
-from nixdistill.runs import CheckpointError, decoder_from_run, load_checkpoint, save_checkpoint
-from nixdistill.student import load_student
+from nixdistill.deploy.export import export_student
+from nixdistill.runs import CheckpointError, load_checkpoint, save_checkpoint
+from nixdistill.deploy.build import decoder_from_run
+from nixdistill.deploy.student import load_student
 from nixdistill.students.decoder import NixDecoderConfig
 from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
-from nixdistill.teacher import build_teacher_model
+from nixdistill.teacher.loader import build_teacher_model
 from nixdistill.text import build_frontend
-from nixdistill.training.setup import decoder_model_config
+from nixdistill.distill.setup import decoder_model_config
 
 
 def _train_checkpoint(stage: str, models: dict, config: dict, meta: dict) -> dict:
@@ -149,7 +150,7 @@ def test_distil_decoder_with_encoder_then_export(tmp_path, tiny_teacher, tiny_lj
                                  "--out", str(tmp_path / "q2.safetensors")])
     assert r.exit_code == 2 and "--student" in r.output
     # A Piper voice needs an espeak student; these runs use english_chars.
-    from nixdistill.onnx_export import OnnxExportError
+    from nixdistill.deploy.graphs import OnnxExportError
 
     with pytest.raises(OnnxExportError, match="Piper cannot run"):
         CliRunner().invoke(cli, ["export", "--encoder", str(tiny_encoder_run), "--decoder",
@@ -184,8 +185,8 @@ def test_decoder_validates_the_students_real_path_and_can_start_from_a_run(
 
 def test_decoder_inherits_the_encoder_runs_latent_settings_and_refuses_others(
         tmp_path, tiny_teacher, tiny_ljspeech, tiny_encoder_run):
-    from nixdistill.latents import LatentError
-    from nixdistill.training.distil_decoder import run_distil_decoder
+    from nixdistill.distill.latents import LatentError
+    from nixdistill.distill.distil_decoder import run_distil_decoder
 
     ckpt = load_checkpoint(tiny_encoder_run)
     ckpt["meta"]["latent_settings"] = {"noise_scale": 0.5, "length_scale": 1.0,
@@ -248,7 +249,7 @@ def test_spectral_loss_term_trains_and_is_logged(tmp_path, tiny_teacher, tiny_lj
 
 
 def test_consistency_loss_needs_an_istft_decoder(tmp_path, tiny_teacher, tiny_ljspeech):
-    from nixdistill.training.distil_decoder import run_distil_decoder
+    from nixdistill.distill.distil_decoder import run_distil_decoder
 
     raw = json.loads(Path(str(resolve_config_path("tiny/decoder_nix"))).read_text())
     raw["train"]["loss_weights"] = {"adv": 0, "fm": 0, "consistency": 1}
@@ -292,10 +293,10 @@ def test_frozen_encoder_latents_are_computed_once_per_utterance(tmp_path, tiny_t
     """With cached teacher latents at noise 0 the frozen encoder's z is kept per utterance and
     reused exactly; with noise, or without a cache, it is computed afresh every batch."""
     from nixdistill.data import TextOnlyDataset, collate, read_dataset
-    from nixdistill.latents import LatentCache, teacher_latents
-    from nixdistill.runs import encoder_from_run
-    from nixdistill.teacher import load_teacher
-    from nixdistill.training.distil_decoder import DistilDecoderStage
+    from nixdistill.distill.latents import LatentCache, teacher_latents
+    from nixdistill.deploy.build import encoder_from_run
+    from nixdistill.teacher.loader import load_teacher
+    from nixdistill.distill.distil_decoder import DistilDecoderStage
 
     teacher = load_teacher(tiny_teacher)
     cfg = load_config("tiny/decoder_istft")

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from nixdistill.cli import cli
 from nixdistill.config import load_config
 from nixdistill.data import AudioTextDataset, TextOnlyDataset, collate, read_dataset
-from nixdistill.latents import (
+from nixdistill.distill.latents import (
     LatentCache, LatentError, LatentSettings, choose_latent_source, fill_latent_cache,
     open_latent_cache, resolve_latent_settings, teacher_fingerprint, teacher_latents,
 )
-from nixdistill.losses_align import gaussian_nll_loss, latent_mse_loss
-from nixdistill.teacher import build_teacher_model, load_teacher
+from nixdistill.distill.losses_align import gaussian_nll_loss, latent_mse_loss
+from nixdistill.teacher.loader import build_teacher_model, load_teacher
 from nixdistill.text import EspeakFrontend, build_frontend
 from nixdistill.runs import load_checkpoint
 
@@ -251,8 +251,8 @@ def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_p
     # final encoder's frames on the training set sum to the teacher's
     ckpt = load_checkpoint(run)
     assert ckpt["meta"]["duration_rate"] and all(f > 0 for f in ckpt["meta"]["duration_rate"])
-    from nixdistill.runs import encoder_from_run
-    from nixdistill.training.distil_encoder import duration_rate
+    from nixdistill.deploy.build import encoder_from_run
+    from nixdistill.distill.distil_encoder import duration_rate
 
     teacher = load_teacher(tiny_teacher_file)
     encoder, _, _ = encoder_from_run(run)
@@ -276,7 +276,7 @@ def test_duration_predictor_rescale_multiplies_every_duration():
 
 def test_posterior_on_a_prior_only_teacher_is_a_clear_error(tiny_teacher_file, tiny_ljspeech,
                                                             tmp_path, monkeypatch, capsys):
-    from nixdistill import teacher as teacher_mod
+    from nixdistill.teacher import loader as teacher_mod
 
     real = teacher_mod.load_teacher
 
@@ -299,9 +299,9 @@ def test_posterior_on_a_prior_only_teacher_is_a_clear_error(tiny_teacher_file, t
 
 def test_stage_keeps_teacher_frozen_and_trains_stochastic_encoder(tiny_teacher, tiny_ljspeech,
                                                                   tmp_path):
-    from nixdistill.training.distil_encoder import DistilEncoderStage
-    from nixdistill.training.setup import encoder_model_config
-    from nixdistill.training.loop import Trainer
+    from nixdistill.distill.distil_encoder import DistilEncoderStage
+    from nixdistill.distill.setup import encoder_model_config
+    from nixdistill.distill.loop import Trainer
 
     cfg = load_config("tiny/encoder", {"train": {"max_steps": 3, "eval_interval": 100}})
     enc_cfg = encoder_model_config({**cfg.model, "duration_predictor": "stochastic"},

@@ -180,7 +180,7 @@ def test_round_durations_keeps_the_expected_length_unbiased():
 def test_predicted_lengths_are_unbiased_when_the_predictor_is():
     """Deterministic predictor trained with the frame-domain loss on a constant 2.4-frame target
     (integers 2 and 3 drawn 60/40) speaks at the target's mean length."""
-    from nixdistill.losses_align import duration_loss
+    from nixdistill.distill.losses_align import duration_loss
 
     torch.manual_seed(0)
     encoder = NixEncoder(tiny_config())

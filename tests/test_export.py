@@ -14,8 +14,8 @@ import torch
 
 from nixdistill.config import AudioConfig, TextConfig
 from nixdistill.errors import NixdistillError
-from nixdistill.export import write_student
-from nixdistill.student import (
+from nixdistill.deploy.export import write_student
+from nixdistill.deploy.student import (
     StudentFileError,
     StudentFormatError,
     StudentShapeError,
@@ -140,12 +140,12 @@ def test_load_student_never_imports_teacher_code(tmp_path):
     code = (
         "import sys\n"
         "from nixdistill.cli import cli\n"
-        "from nixdistill.student import load_student\n"
+        "from nixdistill.deploy.student import load_student\n"
         f"s = load_student({str(path)!r})\n"
         "w = s.synthesize('hi there', noise_scale=0.0)\n"
         f"cli.main(['synthesize', '--model', {str(path)!r}, '--text', 'hi', '--out', "
         f"{str(path.with_suffix('.wav'))!r}], standalone_mode=False)\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('nixdistill.teacher', 'teachers')))\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('nixdistill.teacher.loader', 'teachers')))\n"
         "print(len(w), bad)\n"
         "sys.exit(1 if bad or len(w) == 0 else 0)\n"
     )
@@ -160,7 +160,7 @@ def test_load_student_never_imports_teacher_code(tmp_path):
 def test_onnx_matches_pytorch(tmp_path, kind):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from nixdistill.onnx_export import export_onnx
+    from nixdistill.deploy.onnx import export_onnx
 
     path, _, _ = make_student(tmp_path, kind)
     paths = export_onnx(path, tmp_path / "student.onnx")

@@ -16,7 +16,10 @@ from test_export import AUDIO, make_student
 from nixdistill.audio import audio_kwargs, mel_spectrogram
 from nixdistill.cli import cli
 from nixdistill.config import TextConfig
-from nixdistill.onnx_export import OnnxExportError, export_onnx, export_piper, quantize_int8
+from nixdistill.deploy.graphs import OnnxExportError
+from nixdistill.deploy.onnx import export_onnx
+from nixdistill.deploy.piper_voice import export_piper
+from nixdistill.deploy.int8 import quantize_int8
 from nixdistill.text import build_frontend
 
 onnx = pytest.importorskip("onnx")
@@ -105,7 +108,7 @@ def test_int8_voice_speaks_like_the_float_voice(voices):
     assert np.corrcoef(a, b)[0, 1] >= MIN_WAVE_CORRELATION
     assert _relative_mel_l1(a, b) <= MAX_RELATIVE_MEL_L1
     # nixdistill's own onnxruntime voice (``synthesize --model``) runs it the same way
-    from nixdistill.runtime import OnnxVoice
+    from nixdistill.deploy.runtime import OnnxVoice
 
     ours = OnnxVoice(int8_voice.onnx, threads=1).synthesize(SENTENCE, noise_scale=0.0,
                                                             noise_w=0.0)

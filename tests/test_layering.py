@@ -146,11 +146,11 @@ def test_checker_catches_violations_in_a_synthetic_module():
         "    from nixdistill.monotonic_align import maximum_path\n"
         "class Model:\n"
         "    def forward(self):\n"
-        "        import nixdistill.training\n"  # 15: lazy, but still not allowed
+        "        import nixdistill.distill\n"  # 15: lazy, but still not allowed
     )
     found = imports_in(source, "nixdistill.students.encoder")
     assert [i.target for i in found if i.line in (4, 6, 9)] == [
-        "nixdistill.students.layers", "nixdistill.training.loop", "nixdistill.teachers.vits.VITS"]
+        "nixdistill.students.layers", "nixdistill.distill.loop", "nixdistill.teachers.vits.VITS"]
     rule = model_package_rule("nixdistill.students")
     bad_lines = [i.line for i in found if rule(i)]
     assert bad_lines == [5, 6, 7, 8, 9, 10, 15]
@@ -163,9 +163,9 @@ def test_relative_imports_resolve_from_a_package_init():
     assert [i.target for i in found] == ["nixdistill.teachers.vits.VITS", "nixdistill.config"]
 
 
-TRAINING = (ROOT / "nixdistill" / "training", "nixdistill.training")
+TRAINING = (ROOT / "nixdistill" / "training", "nixdistill.distill")
 #: What the training package never imports: export (and everything above it).
-TRAINING_FORBIDDEN = ("nixdistill.export", "nixdistill.onnx_export", "nixdistill.pipeline",
+TRAINING_FORBIDDEN = ("nixdistill.deploy.export", "nixdistill.deploy.onnx", "nixdistill.pipeline",
                       "nixdistill.cli", "nixdistill.commands", "nixdistill.benchmark")
 
 
@@ -186,12 +186,12 @@ def test_run_folders_import_no_training_or_export():
     for name in ("runs", "teacher"):
         path = ROOT / "nixdistill" / f"{name}.py"
         for imp in imports_in(path.read_text(encoding="utf-8"), f"nixdistill.{name}"):
-            if any(within(imp.target, p) for p in ("nixdistill.training", *TRAINING_FORBIDDEN)):
+            if any(within(imp.target, p) for p in ("nixdistill.distill", *TRAINING_FORBIDDEN)):
                 problems.append(f"{name}.py:{imp.line}: imports {imp.target}")
     assert problems == []
 
 
 def test_training_rule_catches_a_lazy_export_import():
     found = imports_in("def f():\n    from ..export import export_student\n",
-                       "nixdistill.training.distil_decoder")
+                       "nixdistill.distill.distil_decoder")
     assert [training_never_imports_export(i) is not None for i in found] == [True]

@@ -22,9 +22,9 @@ from nixdistill.runs import (
     save_checkpoint,
     step_checkpoints,
 )
-from nixdistill.training.loop import Trainer
-from nixdistill.training.rng import capture_rng_state, restore_rng_state
-from nixdistill.training.toy import ToyStage
+from nixdistill.distill.loop import Trainer
+from nixdistill.distill.rng import capture_rng_state, restore_rng_state
+from nixdistill.distill.toy import ToyStage
 
 N_ITEMS = 24  # 6 batches of 4 per epoch: runs below cross epoch boundaries
 
@@ -153,7 +153,7 @@ def test_ddp_two_processes_gloo(tmp_path):
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "nixdistill.training.toy", "--run-dir", str(tmp_path), "--max-steps", "3"]
+           "-m", "nixdistill.distill.toy", "--run-dir", str(tmp_path), "--max-steps", "3"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = torch.load(tmp_path / "params_rank0.pt", weights_only=True)
@@ -172,7 +172,7 @@ def test_power_ema_weighs_step_tau_as_a_power_of_tau(gamma):
     the plain mean for g = 0, ~tau^g in general."""
     from torch.optim.swa_utils import AveragedModel
 
-    from nixdistill.training.loop import power_ema
+    from nixdistill.distill.loop import power_ema
 
     net = torch.nn.Linear(1, 1, bias=False)
     avg = AveragedModel(net, multi_avg_fn=power_ema(gamma))
@@ -212,7 +212,7 @@ def test_weight_average_is_checkpointed_evaluated_and_resumes_exactly(tmp_path):
 
 
 def test_cooldown_factor_is_flat_then_linear_to_zero():
-    from nixdistill.training.loop import cooldown_factor
+    from nixdistill.distill.loop import cooldown_factor
 
     steps = _cfg(max_steps=100, lr_cooldown=0.25)
     assert [cooldown_factor(s, 0.0, steps) for s in (0, 74, 75, 90, 100, 120)] == \

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from nixdistill.discriminators import (
+from nixdistill.distill.discriminators import (
     CombinedDiscriminator,
     MultiResolutionSTFTDiscriminator,
 )
-from nixdistill.losses import (
+from nixdistill.distill.losses import (
     REFERENCE_RESOLUTIONS,
     LossError,
     STFTResolution,

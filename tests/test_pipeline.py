@@ -89,7 +89,7 @@ def test_pipeline_polish_continues_the_decoder_and_both_students_are_measured(
     polish = json.loads((run / "polish" / DONE_FILE).read_text())
     assert polish["step"] == 1
     from nixdistill.runs import load_checkpoint
-    from nixdistill.student import load_student
+    from nixdistill.deploy.student import load_student
 
     assert load_checkpoint(run / "polish")["meta"]["init_run"] == str(run / "decoder")
     for name in ("student.safetensors", "student_prepolish.safetensors"):

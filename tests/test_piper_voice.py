@@ -13,8 +13,9 @@ import pytest
 from test_export import AUDIO, make_student
 
 from nixdistill.config import TextConfig
-from nixdistill.onnx_export import OnnxExportError, export_piper, piper_voice_config
-from nixdistill.student import load_student
+from nixdistill.deploy.graphs import OnnxExportError
+from nixdistill.deploy.piper_voice import export_piper, piper_voice_config
+from nixdistill.deploy.student import load_student
 from nixdistill.text import build_frontend
 
 pytest.importorskip("onnx")

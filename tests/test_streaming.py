@@ -10,9 +10,9 @@ import pytest
 import torch
 from test_export import AUDIO, DECODERS, make_student
 
-from nixdistill.onnx_export import export_onnx
-from nixdistill.streaming import decoder_context, windows
-from nixdistill.student import load_student
+from nixdistill.deploy.onnx import export_onnx
+from nixdistill.deploy.streaming import decoder_context, windows
+from nixdistill.deploy.student import load_student
 from nixdistill.students.decoder import build_decoder
 from nixdistill.text.sentences import split_sentences
 
@@ -98,7 +98,7 @@ def test_split_sentences():
 def test_onnx_voice_streams_like_one_shot(student_path, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from nixdistill.runtime import load_voice
+    from nixdistill.deploy.runtime import load_voice
 
     export_onnx(student_path, tmp_path / "student.onnx")
     voice = load_voice(tmp_path / "student.onnx")

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from nixdistill.cli import cli
 from nixdistill.config import load_config
-from nixdistill.teacher import build_vits_config, load_teacher
+from nixdistill.teacher.loader import build_vits_config, load_teacher
 from nixdistill.teachers.vits import VITS
 from nixdistill.runs import load_checkpoint, save_checkpoint
-from nixdistill.training.setup import TeachError
-from nixdistill.training.teach import run_teach
+from nixdistill.distill.setup import TeachError
+from nixdistill.distill.teach import run_teach
 
 CONFIG = "tiny/teacher"
 

@@ -14,7 +14,7 @@ import torch
 
 from nixdistill.config import load_config
 from nixdistill.errors import NixdistillError
-from nixdistill.teacher import TeacherError, build_vits_config, load_teacher
+from nixdistill.teacher.loader import TeacherError, build_vits_config, load_teacher
 from nixdistill.teachers.vits import VITS
 from nixdistill.text import build_frontend
 

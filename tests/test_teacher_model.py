@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nixdistill.config import ConfigError, load_config
-from nixdistill.teacher import build_vits_config
+from nixdistill.teacher.loader import build_vits_config
 from nixdistill.teachers.modules import ConvFlow
 from nixdistill.teachers.vits import VITS, VITSConfig
 from nixdistill.text import build_frontend

@@ -1,4 +1,4 @@
-"""``benchmarks/thread_scaling.py``: onnxruntime profiles summed by operator type, warm-up runs
+"""``scripts/thread_scaling.py``: onnxruntime profiles summed by operator type, warm-up runs
 left out, and the script end to end on a tiny Piper-format student."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "thread_scaling.py"
+SCRIPT = REPO / "scripts" / "thread_scaling.py"
 
 
 def _script_module():
@@ -52,7 +52,7 @@ def test_thread_scaling_runs_on_a_tiny_piper_student(tmp_path):
     from test_export import make_student
 
     from nixdistill.config import TextConfig
-    from nixdistill.onnx_export import export_piper
+    from nixdistill.deploy.piper_voice import export_piper
     from nixdistill.text import build_frontend
 
     id_map = json.loads(Path(joe.config_path()).read_text(encoding="utf-8"))["phoneme_id_map"]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..config import AudioConfig
-from ..eval_quality import language_of
+from nixdistill.benchmark.metrics import language_of
 from .ort_runner import feed_for, make_sessions, run_graphs
 
 __all__ = [
@@ -214,7 +214,7 @@ def teacher_shipped(teacher: Any) -> Scales:
 
 
 def teacher_view(teacher: Any, name: str = "teacher") -> TorchModel:
-    """Wrap a :class:`nixdistill.teacher.Teacher`: ``model.prior_latents`` (``enc_p``, ``dp``,
+    """Wrap a :class:`nixdistill.teacher.loader.Teacher`: ``model.prior_latents`` (``enc_p``, ``dp``,
     ``flow``) then ``model.decode`` (``dec``). Speaker 0 for multi-speaker teachers."""
     model = teacher.model
     device = teacher.device
@@ -252,7 +252,7 @@ def student_shipped(student: Any) -> Scales:
 
 
 def student_view(student: Any, name: str, path: str | Path | None = None) -> TorchModel:
-    """Wrap a :class:`nixdistill.student.Student`: ``encoder.infer`` then ``decoder(z, g)``.
+    """Wrap a :class:`nixdistill.deploy.student.Student`: ``encoder.infer`` then ``decoder(z, g)``.
 
     Sizes are grouped by the encoder's top-level modules among its inference weights
     (``encoder.inference_state_dict()``, so never the training-only aligner) plus the decoder.
@@ -293,16 +293,18 @@ def _text_config(frontend: Any) -> Any:
 def student_onnx_graphs(student_path: str | Path, out_dir: str | Path) -> tuple[list[str], str]:
     """Export a student for onnxruntime the way users deploy it.
 
-    First as a Piper voice (:func:`nixdistill.onnx_export.export_piper`, one graph with
+    First as a Piper voice (:func:`nixdistill.deploy.piper_voice.export_piper`, one graph with
     Piper's inputs); a student Piper cannot run (e.g. a non-Piper text frontend) falls back to
-    the two graphs of :func:`nixdistill.onnx_export.export_onnx` (encoder, then decoder).
+    the two graphs of :func:`nixdistill.deploy.onnx.export_onnx` (encoder, then decoder).
 
     Returns:
         (graph files in run order, ``"piper"`` or ``"two-graph"``).
     Raises:
         OnnxExportError: ``onnx`` missing; StudentFileError: not a student.
     """
-    from ..onnx_export import OnnxExportError, export_onnx, export_piper
+    from nixdistill.deploy.graphs import OnnxExportError
+    from nixdistill.deploy.onnx import export_onnx
+    from nixdistill.deploy.piper_voice import export_piper
 
     out = Path(out_dir)
     try:
@@ -316,14 +318,14 @@ def student_onnx_graphs(student_path: str | Path, out_dir: str | Path) -> tuple[
 
 def int8_copies(graphs: Sequence[str | Path], out_dir: str | Path) -> tuple[list[str], dict[str, Any]]:
     """Copies of ``graphs`` in ``out_dir`` with int8 ``MatMul`` weights
-    (:func:`nixdistill.onnx_export.quantize_int8_graphs`); the originals are untouched.
+    (:func:`nixdistill.deploy.int8.quantize_int8_graphs`); the originals are untouched.
 
     Returns:
         (the copies in the same order, the quantization record).
     Raises:
         OnnxExportError: ``onnx`` or ``onnxruntime`` missing.
     """
-    from ..onnx_export import quantize_int8_graphs
+    from nixdistill.deploy.int8 import quantize_int8_graphs
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -96,11 +96,11 @@ def _child(spec: dict[str, Any]) -> None:
     from .adapters import student_view, teacher_view
 
     if spec["role"] == "teacher":
-        from ..teacher import load_teacher
+        from nixdistill.teacher.loader import load_teacher
 
         model = teacher_view(load_teacher(spec["ref"], device=spec["device"]))
     else:
-        from ..student import load_student
+        from nixdistill.deploy.student import load_student
 
         model = student_view(load_student(spec["ref"], device=spec["device"]), "student")
     model.set_threads(int(spec["threads"]))

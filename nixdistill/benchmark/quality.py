@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..eval_quality import (
+from nixdistill.benchmark.metrics import (
     EVAL_HINT,
     Transcriber,
     dnsmos,

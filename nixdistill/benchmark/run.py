@@ -192,7 +192,7 @@ def run_benchmark(
     """Benchmark a teacher and its students side by side (see :mod:`nixdistill.benchmark`).
 
     Args:
-        teacher_ref: any reference :func:`nixdistill.teacher.load_teacher` resolves, or a
+        teacher_ref: any reference :func:`nixdistill.teacher.loader.load_teacher` resolves, or a
             loaded ``Teacher``.
         student_refs: ``student.safetensors`` files (or loaded ``Student`` objects; those get
             no ONNX Runtime column and no memory figure); empty for a teacher-only run.
@@ -206,8 +206,8 @@ def run_benchmark(
     Raises:
         BenchmarkError: bad arguments; NixdistillError from the loaders.
     """
-    from ..student import load_student
-    from ..teacher import load_teacher
+    from nixdistill.deploy.student import load_student
+    from nixdistill.teacher.loader import load_teacher
 
     cfg = settings or BenchmarkSettings()
     teacher = load_teacher(str(teacher_ref), device=device) if isinstance(teacher_ref, (str, Path)) else teacher_ref

@@ -43,7 +43,7 @@ class BenchmarkSettings:
         measure_memory: peak RSS of one synthesis per model and runtime (subprocesses).
         onnxruntime: add ONNX Runtime columns when ``onnxruntime`` is installed.
         int8: with ``onnxruntime``, also time a copy of each student's graph(s) with int8
-            ``MatMul`` weights (:func:`nixdistill.onnx_export.quantize_int8`), interleaved
+            ``MatMul`` weights (:func:`nixdistill.deploy.int8.quantize_int8`), interleaved
             with the others, as its own ONNX Runtime row ``"<student> int8"``.
         noise_scales: full-student noise sweep, e.g. ``"0,0.3,0.5,0.667"`` (empty: none).
         seed: seed of every sampled clip (sentence ``i`` uses ``seed + i``).

@@ -37,7 +37,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, k
             init_run: str | None, resume: bool,
             max_steps: int | None, max_minutes: float | None, cache_dir: str | None) -> None:
     """Distil the teacher's decoder into a small student decoder (Nix-TTS or iSTFT)."""
-    from ..training.distil_decoder import run_distil_decoder
+    from nixdistill.distill.distil_decoder import run_distil_decoder
 
     obj = ctx.obj or {}
     result = run_distil_decoder(

@@ -31,7 +31,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, config_ref: str
             latents: str, resume: bool, max_steps: int | None, max_minutes: float | None,
             cache_latents: bool, cache_dir: str | None) -> None:
     """Distil the teacher's text-to-latent path into a small Nix-TTS encoder."""
-    from ..training.distil_encoder import run_distil_encoder
+    from nixdistill.distill.distil_encoder import run_distil_encoder
 
     obj = ctx.obj or {}
     result = run_distil_encoder(

@@ -48,7 +48,7 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
     import tempfile
     from pathlib import Path
 
-    from ..export import export_student
+    from nixdistill.deploy.export import export_student
 
     defaults = {k: v for k, v in (("noise_scale", noise_scale), ("length_scale", length_scale),
                                   ("noise_scale_w", noise_scale_w)) if v is not None}
@@ -64,7 +64,8 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
         path = export_student(encoder_run, decoder_run, out_path, defaults)
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)", err=True)
         return
-    from ..onnx_export import export_onnx, export_piper
+    from nixdistill.deploy.onnx import export_onnx
+    from nixdistill.deploy.piper_voice import export_piper
 
     with tempfile.TemporaryDirectory() as tmp:
         student = (Path(student_path) if student_path is not None else

@@ -8,7 +8,7 @@
   bounded. ``--out -`` writes raw 16-bit mono PCM to standard output (like ``piper
   --output-raw``); messages go to standard error.
 
-The student path imports no teacher code: ``nixdistill.teacher`` is imported only in the
+The student path imports no teacher code: ``nixdistill.teacher.loader`` is imported only in the
 ``--teacher`` branch.
 """
 
@@ -148,7 +148,7 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
     kwargs = dict(noise_scale=noise_scale, length_scale=length_scale, speaker=speaker)
     speak: Callable[[str], Iterator]
     if model_path is not None and Path(model_path).suffix == ".onnx":
-        from ..runtime import load_voice
+        from nixdistill.deploy.runtime import load_voice
 
         voice = load_voice(model_path)
         sample_rate = voice.sample_rate
@@ -162,7 +162,7 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
         import torch
 
         from ..cli import resolve_device
-        from ..student import load_student
+        from nixdistill.deploy.student import load_student
 
         student = load_student(model_path, device=resolve_device(obj.get("device", "cpu")))
         sample_rate = student.sample_rate
@@ -176,7 +176,7 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
                     for s in split_sentences(utterance))
     else:
         from ..cli import resolve_device
-        from ..teacher import load_teacher
+        from nixdistill.teacher.loader import load_teacher
 
         teacher = load_teacher(teacher_ref, device=resolve_device(obj.get("device", "cpu")))
         sample_rate = teacher.audio.sample_rate

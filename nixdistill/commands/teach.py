@@ -23,7 +23,7 @@ import click
 def command(ctx: click.Context, config_ref, data_ref, out_dir, resume, max_steps, max_minutes,
             init) -> None:
     """Train a VITS/VITS2 teacher on DATA; the run folder is then a teacher reference."""
-    from ..training.teach import run_teach
+    from nixdistill.distill.teach import run_teach
 
     obj = ctx.obj or {}
     result = run_teach(config_ref, data_ref, out_dir, device=obj.get("device", "cpu"),

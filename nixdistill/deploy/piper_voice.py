@@ -1,0 +1,173 @@
+"""Export a student as one Piper voice, ``<lang>-<name>-<quality>.onnx`` + ``.onnx.json``
+(OHF-Voice/piper1-gpl ``train/export_onnx.py`` and ``config.py``):
+
+* inputs ``input`` int64 ``[1, T_text]``, ``input_lengths`` int64 ``[1]``, ``scales`` float32
+  ``[3]`` = ``[noise_scale, length_scale, noise_w]`` (+ ``sid`` int64 ``[1]`` only for
+  multi-speaker students);
+* outputs ``output`` float32 ``[1, 1, T_samples]`` and ``durations`` ``[1, T_text]`` (frames per
+  id, Piper's alignment output);
+* the ``.onnx.json`` holds every field Piper runtimes read, the teacher voice's own fields when
+  the teacher was a Piper voice, and the student's metadata under ``"nixdistill"``;
+* ONNX ``metadata_props`` let sherpa-onnx recognise a Piper VITS voice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from nixdistill.deploy.int8 import quantize_int8
+from nixdistill.deploy.graphs import OnnxExportError, PiperGraph, require_onnx, trace_graph
+
+__all__ = ["PiperPaths", "export_piper", "piper_voice_config", "teacher_piper_config"]
+
+
+class PiperPaths(NamedTuple):
+    """Files written by :func:`export_piper`."""
+
+    onnx: Path
+    config: Path
+
+
+def teacher_piper_config(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The teacher voice's ``.onnx.json`` when the student's teacher was a Piper voice.
+
+    Args:
+        metadata: student metadata (``teacher`` = ``{"kind", "source", ...}``).
+    Returns:
+        the parsed JSON, or None when the teacher was not a Piper voice or its file is gone.
+    """
+    teacher = metadata.get("teacher") or {}
+    source = teacher.get("source")
+    if teacher.get("kind") != "piper" or not source:
+        return None
+    path = Path(f"{source}.json") if str(source).endswith(".onnx") else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def piper_voice_config(metadata: dict[str, Any],
+                       teacher_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``.onnx.json`` of a student exported as a Piper voice.
+
+    Args:
+        metadata: the student's metadata (:attr:`nixdistill.deploy.student.Student.metadata`).
+        teacher_config: the teacher voice's ``.onnx.json`` (its language, dataset and speaker
+            map are kept), or None.
+    Returns:
+        JSON-able dict: Piper's fields plus ``"nixdistill"`` (teacher, steps, version, configs).
+    Raises:
+        OnnxExportError: the student's frontend does not produce Piper's espeak phoneme ids
+            (``korean_jamo``, ``english_chars``, or ``espeak`` without a ``phoneme_id_map``).
+    """
+    frontend = metadata["text_frontend"]
+    if frontend.get("frontend") != "espeak" or not frontend.get("phoneme_id_map"):
+        name = frontend.get("frontend")
+        detail = "an espeak frontend without a phoneme_id_map" if name == "espeak" else \
+            f"the {name!r} text frontend"
+        raise OnnxExportError(
+            f"Piper cannot run this student: it was trained with {detail}, and Piper runtimes "
+            "only feed espeak-ng phoneme ids from a phoneme_id_map. Use --format onnx or "
+            "safetensors for it.")
+    enc_cfg = metadata["encoder_config"]
+    audio = metadata["audio"]
+    n_speakers = max(1, int(enc_cfg.get("n_speakers", 0)))
+    cfg: dict[str, Any] = dict(teacher_config or {})
+    speaker_id_map = cfg.get("speaker_id_map") or {}
+    if len(speaker_id_map) != n_speakers or n_speakers == 1:
+        speaker_id_map = {} if n_speakers == 1 else {str(i): i for i in range(n_speakers)}
+    cfg.update(
+        audio={**(cfg.get("audio") or {}), "sample_rate": int(audio["sample_rate"])},
+        espeak={"voice": frontend.get("language", "en-us")},
+        phoneme_type="espeak",
+        phoneme_id_map=frontend["phoneme_id_map"],
+        num_symbols=int(frontend.get("n_vocab") or len(frontend.get("symbols", []))),
+        num_speakers=n_speakers,
+        speaker_id_map=speaker_id_map,
+        inference={"noise_scale": float(enc_cfg.get("noise_scale", 0.667)),
+                   "length_scale": float(enc_cfg.get("length_scale", 1.0)),
+                   "noise_w": float(enc_cfg.get("noise_scale_w", 0.8))},
+        hop_length=int(audio["hop_length"]),
+        nixdistill=dict(metadata),
+    )
+    cfg.pop("vowel_clusters", None)  # the student's own, if any, not a stale teacher's
+    if frontend.get("vowel_clusters"):
+        cfg["vowel_clusters"] = frontend["vowel_clusters"]
+    return cfg
+
+
+def _sherpa_metadata(config: dict[str, Any]) -> dict[str, str]:
+    """ONNX ``metadata_props`` sherpa-onnx reads to run a Piper VITS voice."""
+    language = config.get("language") or {}
+    return {
+        "model_type": "vits",
+        "comment": "piper",
+        "language": str(language.get("name_english") or config["espeak"]["voice"]),
+        "voice": str(config["espeak"]["voice"]),
+        "has_espeak": "1",
+        "n_speakers": str(config["num_speakers"]),
+        "sample_rate": str(config["audio"]["sample_rate"]),
+    }
+
+
+def export_piper(student_path: str | Path, out_path: str | Path,
+                 teacher_config: str | Path | None = None, int8: bool = False) -> PiperPaths:
+    """Write a student as a Piper voice: one graph ``out_path`` and ``<out_path>.json``.
+
+    Args:
+        student_path: a ``student.safetensors`` (see :mod:`nixdistill.deploy.export`).
+        out_path: ``DIR/<lang>-<name>-<quality>.onnx`` (Piper's naming, e.g.
+            ``en_US-joe_student-medium.onnx``).
+        teacher_config: the teacher voice's ``.onnx.json``; default: found next to the
+            teacher's ``.onnx`` recorded in the student metadata, if it is still there.
+        int8: quantize the graph's ``MatMul`` weights to int8 (:func:`quantize_int8`, before
+            the sherpa-onnx ``metadata_props`` are added); the ``.onnx.json`` records it as
+            ``config["nixdistill"]["quantization"]``. Piper runtimes load it unchanged.
+    Returns:
+        PiperPaths(onnx, config).
+    Raises:
+        StudentFileError: not a student. OnnxExportError: no ``onnx`` package (with ``int8``:
+        no ``onnxruntime``), or a student Piper cannot run (see :func:`piper_voice_config`).
+    """
+    from nixdistill.deploy.student import load_student
+
+    require_onnx(int8)
+    import onnx
+
+    student = load_student(student_path)
+    if teacher_config is not None:
+        teacher_cfg = json.loads(Path(teacher_config).read_text(encoding="utf-8"))
+    else:
+        teacher_cfg = teacher_piper_config(student.metadata)
+    config = piper_voice_config(student.metadata, teacher_cfg)
+    out = Path(out_path)
+    if out.suffix != ".onnx":
+        out = out.with_name(out.name + ".onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = PiperPaths(out, out.with_name(out.name + ".json"))
+    n_tokens = 8
+    args: tuple = (torch.ones(1, n_tokens, dtype=torch.long),
+                   torch.tensor([n_tokens], dtype=torch.long), torch.tensor([0.0, 1.0, 0.0]))
+    names = ["input", "input_lengths", "scales"]
+    axes = {"input": {1: "phonemes"}, "output": {2: "time"}, "durations": {1: "phonemes"}}
+    if config["num_speakers"] > 1:
+        args += (torch.zeros(1, dtype=torch.long),)
+        names.append("sid")
+    trace_graph(PiperGraph(student.encoder, student.decoder), args, out, names,
+           ["output", "durations"], axes)
+    if int8:
+        config["nixdistill"]["quantization"] = quantize_int8(out)
+    model = onnx.load(str(out))
+    for key, value in _sherpa_metadata(config).items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(out))
+    paths.config.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+    return paths
