@@ -172,7 +172,7 @@ def test_power_ema_weighs_step_tau_as_a_power_of_tau(gamma):
     the plain mean for g = 0, ~tau^g in general."""
     from torch.optim.swa_utils import AveragedModel
 
-    from nixdistill.distill.loop import power_ema
+    from nixdistill.distill.schedules import power_ema
 
     net = torch.nn.Linear(1, 1, bias=False)
     avg = AveragedModel(net, multi_avg_fn=power_ema(gamma))
@@ -212,7 +212,7 @@ def test_weight_average_is_checkpointed_evaluated_and_resumes_exactly(tmp_path):
 
 
 def test_cooldown_factor_is_flat_then_linear_to_zero():
-    from nixdistill.distill.loop import cooldown_factor
+    from nixdistill.distill.schedules import cooldown_factor
 
     steps = _cfg(max_steps=100, lr_cooldown=0.25)
     assert [cooldown_factor(s, 0.0, steps) for s in (0, 74, 75, 90, 100, 120)] == \

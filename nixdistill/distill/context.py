@@ -1,75 +1,105 @@
 """What a stage sees of the training loop: :class:`StepContext` (module lookup, autocast, the
-guarded optimiser step and TensorBoard logging)."""
+guarded optimiser step and TensorBoard logging), and :class:`LoopState`, the loop's counters.
+
+The context is built from explicit parts that the :class:`~nixdistill.distill.loop.Trainer`
+hands it; it imports nothing from the loop.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from nixdistill.config import TrainConfig
+from nixdistill.distill.distributed import DistInfo
+from nixdistill.distill.optimizers import Optimizers
 
-if TYPE_CHECKING:
-    from nixdistill.distill.loop import Trainer
-
-__all__ = ["StepContext", "scalar"]
+__all__ = ["LoopState", "StepContext", "scalar"]
 
 
 def scalar(v: Any) -> float:
+    """A Python float of a number or a one-element tensor."""
     return float(v.detach().float().item()) if isinstance(v, torch.Tensor) else float(v)
+
+
+@dataclass
+class LoopState:
+    """The loop's counters, saved in every checkpoint.
+
+    Attributes:
+        step: optimizer steps completed. epoch: epochs completed.
+        batch_in_epoch: batches consumed in the current epoch (exact resume).
+        last_eval_step / last_checkpoint_step: the step of the last evaluation / checkpoint.
+        trained_seconds: training wall time, in seconds (the ``max_minutes`` budget).
+        recent: the last logged training scalars (the progress line).
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    last_eval_step: int = -1
+    last_checkpoint_step: int = -1
+    trained_seconds: float = 0.0
+    recent: dict[str, float] = field(default_factory=dict)
 
 
 class StepContext:
     """What a stage sees of the loop during ``training_step`` and ``evaluate``.
 
+    Args:
+        state: the loop's counters (read only here).
+        train_cfg: the :class:`~nixdistill.config.TrainConfig`.
+        dist: DDP placement of this process (device, rank, world size).
+        modules: ``{name: module}`` to call in ``training_step``: DDP-wrapped under torchrun
+            when trainable, else the plain module.
+        optimizers: the stage's :class:`~nixdistill.distill.optimizers.Optimizers`.
+        writer: the TensorBoard ``SummaryWriter`` (``None`` on other ranks).
+        autocast_dtype: the autocast dtype of ``train.precision`` (``None`` for fp32).
     Attributes:
         step: optimizer steps completed before the current one (0 during the first step;
             during ``evaluate``, the steps completed so far). Use it for schedules.
-        device: torch device of this process.
-        train_cfg: the :class:`~nixdistill.config.TrainConfig`.
-        is_main: True on rank 0 (the only rank that logs and checkpoints).
-        rank / world_size: DDP placement (0 / 1 without torchrun).
-        writer: the TensorBoard ``SummaryWriter`` (``None`` on other ranks).
+        device / is_main / rank / world_size: from ``dist``.
     """
 
-    def __init__(self, trainer: Trainer):
-        self._trainer = trainer
+    def __init__(self, state: LoopState, train_cfg: TrainConfig, dist: DistInfo,
+                 modules: dict[str, nn.Module], optimizers: Optimizers, writer: Any = None,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        self._state = state
+        self.train_cfg = train_cfg
+        self._dist = dist
+        self._modules = modules
+        self.optimizers = optimizers
+        self.writer = writer
+        self.autocast_dtype = autocast_dtype
 
     @property
     def step(self) -> int:
-        return self._trainer.state.step
+        return self._state.step
 
     @property
     def device(self) -> torch.device:
-        return self._trainer.device
-
-    @property
-    def train_cfg(self) -> TrainConfig:
-        return self._trainer.train_cfg
+        return self._dist.device
 
     @property
     def is_main(self) -> bool:
-        return self._trainer.dist.rank == 0
+        return self._dist.rank == 0
 
     @property
     def rank(self) -> int:
-        return self._trainer.dist.rank
+        return self._dist.rank
 
     @property
     def world_size(self) -> int:
-        return self._trainer.dist.world_size
-
-    @property
-    def writer(self):
-        return self._trainer.writer
+        return self._dist.world_size
 
     @property
     def nan_skips(self) -> int:
-        return self._trainer.state.nan_skips
+        return self.optimizers.nan_skips
 
     def model(self, name: str) -> nn.Module:
         """The module ``name`` to call in ``training_step``: DDP-wrapped under torchrun when it
@@ -78,22 +108,18 @@ class StepContext:
         Raises:
             KeyError: for a name not in ``stage.modules()``.
         """
-        return self._trainer.wrapped[name]
+        return self._modules[name]
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast context for ``train.precision`` (a no-op for fp32)."""
-        dtype = self._trainer.autocast_dtype
-        if dtype is None:
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def optimize(self, name: str, loss: torch.Tensor) -> bool:
-        """One guarded optimizer step: zero_grad, (scaled) backward, unscale, clip to
-        ``train.grad_clip``, then step unless the loss or the gradient norm is NaN/inf.
-
-        A skipped step leaves the parameters and optimizer state untouched, clears the
-        gradients and increments ``nan_skips`` (fp16 overflow counts as a skip too). Under DDP
-        every rank takes the same decision.
+        """One guarded optimizer step (:meth:`Optimizers.step
+        <nixdistill.distill.optimizers.Optimizers.step>`): backward, clip, and step unless the
+        loss or the gradient norm is NaN/inf.
 
         Args:
             name: key in ``stage.optimized()``.
@@ -101,33 +127,7 @@ class StepContext:
         Returns:
             True when the optimizer stepped.
         """
-        t = self._trainer
-        opt = t.optimizers[name]
-        scaler = t.scalers[name]
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        max_norm = t.train_cfg.grad_clip if t.train_cfg.grad_clip is not None else float("inf")
-        if params:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        else:
-            grad_norm = torch.zeros((), device=loss.device)
-        ok = torch.isfinite(loss.detach().float()) & torch.isfinite(grad_norm.float())
-        if t.dist.world_size > 1:
-            flag = ok.to(device=t.device, dtype=torch.int32)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            ok = flag.bool()
-        t.last_grad_norms[name] = grad_norm.detach()
-        if not bool(ok):
-            opt.zero_grad(set_to_none=True)
-            if scaler.is_enabled():
-                scaler.update()  # lowers the scale after an overflow
-            t.state.nan_skips += 1
-            return False
-        scaler.step(opt)
-        scaler.update()
-        return True
+        return self.optimizers.step(name, loss)
 
     def log_scalars(self, scalars: dict[str, Any], prefix: str = "train") -> None:
         """Write ``{prefix}/{key}`` scalars at the current step (rank 0 only)."""

@@ -5,13 +5,14 @@ the parameters of each optimiser, its options and loss weights, and a short ``tr
 ``evaluate``; the :class:`Trainer` does everything else: it builds the loader and the AdamW
 optimisers, places modules on the device, runs DDP under ``torchrun``, mixed precision,
 gradient clipping, NaN/inf guards, per-epoch exponential LR decay (as jaywalnut310/vits) and
-an optional linear cooldown at the end of the budget (``train.lr_cooldown``, :func:`cooldown_factor`),
+an optional linear cooldown at the end of the budget (``train.lr_cooldown``,
+:func:`~nixdistill.distill.schedules.cooldown_factor`),
 step/time budgets, Rich progress on stderr, TensorBoard logging, periodic evaluation, atomic
 checkpoints and *exact* resume.
 
 Weight averaging (``train.ema_power``): the stage's ``averaged`` modules get a
 :class:`torch.optim.swa_utils.AveragedModel` with the power-function profile of
-:func:`power_ema`, updated after every step. Evaluation scores the average, and checkpoints
+:func:`~nixdistill.distill.schedules.power_ema`, updated after every step. Evaluation scores the average, and checkpoints
 store it under ``models`` (what export, ``--init`` and the encoder's calibration read) with the
 live weights under ``live_models`` (what resume reads).
 
@@ -24,15 +25,18 @@ scheduler and grad scaler, the RNG states of every rank (torch, CUDA, numpy, pyt
 stage's extra state. Creating the loader iterator and running ``evaluate`` never consume the
 training RNG, so a resumed run replays the uninterrupted one bit for bit (with
 ``num_workers=0``; worker processes draw their own seeds).
+
+The parts live in modules of their own: the optimisers in :mod:`~nixdistill.distill.optimizers`,
+the schedules in :mod:`~nixdistill.distill.schedules`, checkpoints in
+:mod:`~nixdistill.distill.checkpointing`, and what a stage sees in
+:mod:`~nixdistill.distill.context`.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -41,36 +45,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nixdistill.config import TrainConfig
 from nixdistill.data import Batch, make_loader
-from nixdistill.errors import NixdistillError
-from nixdistill.runs import (
-    CHECKPOINT_FORMAT,
-    CONFIG_FILENAME,
-    LAST_NAME,
-    CheckpointError,
-    checkpoint_dir,
-    latest_checkpoint,
-    link_or_copy_atomic,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-    step_checkpoint_name,
-    write_json_atomic,
-)
-from nixdistill.distill.context import StepContext, scalar
+from nixdistill.distill.checkpointing import checkpoint_payload, restore_checkpoint, write_checkpoint
+from nixdistill.distill.context import LoopState, StepContext, scalar
 from nixdistill.distill.distributed import DistInfo, init_distributed, resolve_autocast_dtype
-from nixdistill.distill.rng import capture_rng_state, isolated_rng, restore_rng_state, seed_everything
+from nixdistill.distill.optimizers import Optimizers
+from nixdistill.distill.rng import capture_rng_state, isolated_rng, seed_everything
+from nixdistill.distill.schedules import SECONDS_PER_MINUTE, power_ema
 from nixdistill.distill.stage import Stage
+from nixdistill.errors import NixdistillError
+from nixdistill.runs import (CONFIG_FILENAME, LAST_NAME, CheckpointError, checkpoint_dir,
+                             latest_checkpoint, load_checkpoint, write_json_atomic)
 
-__all__ = [
-    "TrainResult",
-    "Trainer",
-    "TrainingError",
-    "make_adamw",
-    "power_ema",
-]
+__all__ = ["TrainResult", "Trainer", "TrainingError"]
 
 TENSORBOARD_DIRNAME = "tensorboard"
-SECONDS_PER_MINUTE = 60.0
 
 
 class TrainingError(NixdistillError):
@@ -91,59 +79,6 @@ class TrainResult(NamedTuple):
     checkpoint: Path | None
 
 
-def make_adamw(params, train_cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the config's learning rate, betas, eps and weight decay (VITS: 2e-4,
-    (0.8, 0.99), 1e-9, 0.01). ``params`` may be an iterable of tensors or of param groups."""
-    return torch.optim.AdamW(
-        params, lr=train_cfg.learning_rate, betas=tuple(train_cfg.betas), eps=train_cfg.eps,
-        weight_decay=train_cfg.weight_decay,
-    )
-
-
-def cooldown_factor(step: int, trained_seconds: float, train_cfg: TrainConfig) -> float:
-    """Learning-rate multiplier of the linear cooldown (``train.lr_cooldown``, ``c``).
-
-    ``progress`` is the larger of ``step / max_steps`` and ``trained_seconds / (60 *
-    max_minutes)`` (either budget may be unset); the factor is 1 until ``progress = 1 - c`` and
-    then falls linearly to 0 at ``progress = 1``.
-
-    Args:
-        step: optimiser steps done. trained_seconds: training wall time so far, in seconds.
-        train_cfg: the stage's :class:`TrainConfig`.
-    Returns:
-        the factor in [0, 1]; 1 without a cooldown or without any budget.
-    Source: Hägele et al. 2024 (arXiv:2405.18392), the linear cooldown of sec. 3.
-    """
-    c = train_cfg.lr_cooldown
-    if c is None:
-        return 1.0
-    progress = 0.0
-    if train_cfg.max_steps:
-        progress = step / train_cfg.max_steps
-    if train_cfg.max_minutes:
-        progress = max(progress, trained_seconds / (train_cfg.max_minutes * SECONDS_PER_MINUTE))
-    return min(1.0, max(0.0, (1.0 - progress) / c))
-
-
-def power_ema(gamma: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], Any], None]:
-    """``multi_avg_fn`` of a power-function EMA for :class:`~torch.optim.swa_utils.AveragedModel`.
-
-    Update ``t`` (1-based; the first one copies the weights) sets
-    ``avg = beta_t * avg + (1 - beta_t) * w`` with ``beta_t = (1 - 1/t)^(gamma + 1)``, so that
-    after ``T`` updates the weights of step ``tau`` count
-    ``(tau^(gamma+1) - (tau-1)^(gamma+1)) / T^(gamma+1)``, about ``tau^gamma``; ``gamma = 0`` is
-    the plain mean. Source: Karras et al. 2024, "Analyzing and Improving the Training Dynamics of
-    Diffusion Models" (EDM2), eq. 3.
-    """
-
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: Any) -> None:
-        t = float(num_averaged) + 1.0  # AveragedModel passes the updates made so far
-        beta = (1.0 - 1.0 / t) ** (gamma + 1.0)
-        torch._foreach_lerp_(averaged, current, 1.0 - beta)
-
-    return update
-
-
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (torch.Tensor, Batch)):
         return batch.to(device)
@@ -156,20 +91,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 def _is_trainable(m: nn.Module) -> bool:
     return any(p.requires_grad for p in m.parameters())
-
-
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class _State:
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    nan_skips: int = 0
-    last_eval_step: int = -1
-    last_checkpoint_step: int = -1
-    trained_seconds: float = 0.0
-    recent: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer:
@@ -199,15 +120,12 @@ class Trainer:
         self.resume = resume
         self.config_dict = config_dict
         self.meta = meta or {}
-        self.state = _State()
+        self.state = LoopState()
         self.writer = None
-        self.ctx = StepContext(self)
+        self.ctx: StepContext | None = None
         self.modules: dict[str, nn.Module] = {}
         self.wrapped: dict[str, nn.Module] = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
-        self.scalers: dict[str, torch.amp.GradScaler] = {}
-        self.last_grad_norms: dict[str, torch.Tensor] = {}
+        self.optimizers: Optimizers | None = None
         self.averages: dict[str, torch.optim.swa_utils.AveragedModel] = {}
         self.dist = DistInfo(0, 1, 0, torch.device(device), False)
         self.device = self.dist.device
@@ -238,14 +156,8 @@ class Trainer:
             self.averages = {n: AveragedModel(self.modules[n], use_buffers=False,
                                               multi_avg_fn=power_ema(self.train_cfg.ema_power))
                              for n in self.stage.averaged if n in self.modules}
-        self.optimizers = {n: make_adamw(params, self.train_cfg)
-                           for n, params in self.stage.optimized().items()}
-        self.schedulers = {
-            n: torch.optim.lr_scheduler.ExponentialLR(o, gamma=self.train_cfg.lr_decay)
-            for n, o in self.optimizers.items()
-        }
-        self.scalers = {n: torch.amp.GradScaler(self.device.type, enabled=use_scaler)
-                        for n in self.optimizers}
+        self.optimizers = Optimizers(self.stage.optimized(), self.train_cfg, self.device,
+                                     use_scaler, self.dist.world_size)
         cfg = self.train_cfg
         self.loader = make_loader(self.stage.train_set, cfg.batch_size, seed=cfg.seed,
                                   shuffle=True, num_workers=cfg.num_workers, ddp=True,
@@ -264,6 +176,8 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIRNAME))
+        self.ctx = StepContext(self.state, self.train_cfg, self.dist, self.wrapped,
+                               self.optimizers, self.writer, self.autocast_dtype)
 
     @property
     def is_main(self) -> bool:
@@ -282,64 +196,18 @@ class Trainer:
         rng = self._gather_rng()
         path = None
         if self.is_main:
-            obj = {
-                "format": CHECKPOINT_FORMAT,
-                "stage": self.stage.name,
-                "step": self.state.step,
-                "epoch": self.state.epoch,
-                "batch_in_epoch": self.state.batch_in_epoch,
-                "models": {n: (self.averages[n].module if n in self.averages else m).state_dict()
-                           for n, m in self.modules.items()},
-                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
-                "scaler": {n: s.state_dict() for n, s in self.scalers.items()},
-                "rng": rng,
-                "nan_skips": self.state.nan_skips,
-                "trained_seconds": self.state.trained_seconds,
-                "world_size": self.dist.world_size,
-                "config": self.config_dict,
-                "meta": self.meta,
-                "stage_state": self.stage.state_dict(),
-            }
-            if self.averages:
-                obj["live_models"] = {n: self.modules[n].state_dict() for n in self.averages}
-                obj["averaged_updates"] = {n: int(a.n_averaged) for n, a in self.averages.items()}
-            folder = checkpoint_dir(self.run_dir)
-            step_path = save_checkpoint(folder / step_checkpoint_name(self.state.step), obj)
-            path = link_or_copy_atomic(step_path, folder / LAST_NAME)
-            prune_checkpoints(self.run_dir, self.train_cfg.keep_checkpoints)
+            obj = checkpoint_payload(self.stage, self.state, self.modules, self.averages,
+                                     self.optimizers, rng, self.dist.world_size,
+                                     self.config_dict, self.meta)
+            path = write_checkpoint(self.run_dir, obj, self.train_cfg.keep_checkpoints)
         self.state.last_checkpoint_step = self.state.step
         if self.dist.world_size > 1:
             dist.barrier()
         return path
 
     def _load(self, ckpt: dict[str, Any]) -> None:
-        if ckpt.get("stage") != self.stage.name:
-            raise CheckpointError(
-                f"{ckpt.get('path')} belongs to stage {ckpt.get('stage')!r}, not "
-                f"{self.stage.name!r}")
-        for name, m in self.modules.items():
-            if name not in ckpt["models"]:
-                raise CheckpointError(f"{ckpt.get('path')} has no weights for module {name!r}")
-            live = (ckpt.get("live_models") or {}).get(name)
-            m.load_state_dict(ckpt["models"][name] if live is None else live)
-            if name in self.averages and live is not None:
-                self.averages[name].module.load_state_dict(ckpt["models"][name])
-                self.averages[name].n_averaged.fill_(int(ckpt["averaged_updates"][name]))
-        for kind, objs in (("optimizers", self.optimizers), ("schedulers", self.schedulers),
-                           ("scaler", self.scalers)):
-            for name, o in objs.items():
-                o.load_state_dict(ckpt[kind][name])
-        if ckpt.get("stage_state") is not None:
-            self.stage.load_state_dict(ckpt["stage_state"])
-        self.state.step = int(ckpt["step"])
-        self.state.epoch = int(ckpt["epoch"])
-        self.state.batch_in_epoch = int(ckpt["batch_in_epoch"])
-        self.state.nan_skips = int(ckpt["nan_skips"])
-        self.state.trained_seconds = float(ckpt.get("trained_seconds", 0.0))
-        self.state.last_checkpoint_step = self.state.step
-        rng = ckpt["rng"]
-        restore_rng_state(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])
+        restore_checkpoint(ckpt, self.stage, self.modules, self.averages, self.optimizers,
+                           self.state, self.dist.rank)
 
     # -- evaluation and logging ----------------------------------------------------------------
     def _evaluate(self) -> dict[str, float]:
@@ -372,30 +240,26 @@ class Trainer:
         self.state.recent = scalars
         if not self.is_main:
             return
-        for name, opt in self.optimizers.items():
-            scalars[f"lr_{name}"] = opt.param_groups[0]["lr"]
-        for name, norm in self.last_grad_norms.items():
+        scalars.update(self.optimizers.learning_rates())
+        for name, norm in self.optimizers.grad_norms.items():
             scalars[f"grad_norm_{name}"] = scalar(norm)
-        scalars["nan_skips"] = self.state.nan_skips
+        scalars["nan_skips"] = self.optimizers.nan_skips
         scalars["steps_per_s"] = steps_per_s
         self.ctx.log_scalars(scalars, "train")
 
     def _apply_cooldown(self) -> None:
-        """Set every optimiser group's lr to ``initial_lr * lr_decay^epoch * cooldown``, the
-        per-epoch decay's value times :func:`cooldown_factor` (nothing without a cooldown)."""
+        """The linear LR cooldown (:meth:`Optimizers.apply_cooldown`); under DDP every rank
+        applies rank 0's clock, as for the stop."""
         cfg = self.train_cfg
         if cfg.lr_cooldown is None:
             return
         if self.dist.world_size > 1 and cfg.max_minutes:
-            # every rank must apply the same lr: rank 0's clock decides, as for the stop
             seconds = torch.tensor(self.state.trained_seconds, dtype=torch.float64,
                                    device=self.device)
             dist.broadcast(seconds, 0)
             self.state.trained_seconds = float(seconds)
-        factor = cooldown_factor(self.state.step, self.state.trained_seconds, cfg)
-        for opt in self.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * cfg.lr_decay ** self.state.epoch * factor
+        self.optimizers.apply_cooldown(self.state.step, self.state.epoch,
+                                       self.state.trained_seconds)
 
     def _stop_reason(self, started: float) -> str | None:
         cfg = self.train_cfg
@@ -497,12 +361,7 @@ class Trainer:
                                 "batches (dataset empty, or batch_size larger than the data)")
                         self.state.epoch += 1
                         self.state.batch_in_epoch = 0
-                        with warnings.catch_warnings():
-                            # After a resume at an epoch boundary the scheduler legitimately
-                            # steps before this process's first optimizer.step().
-                            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler")
-                            for s in self.schedulers.values():
-                                s.step()
+                        self.optimizers.end_epoch()
             except KeyboardInterrupt:
                 if self.dist.world_size > 1:
                     raise
