@@ -252,7 +252,7 @@ def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_p
     ckpt = load_checkpoint(run)
     assert ckpt["meta"]["duration_rate"] and all(f > 0 for f in ckpt["meta"]["duration_rate"])
     from nixdistill.deploy.build import encoder_from_run
-    from nixdistill.distill.distil_encoder import duration_rate
+    from nixdistill.distill.calibration import duration_rate
 
     teacher = load_teacher(tiny_teacher_file)
     encoder, _, _ = encoder_from_run(run)

@@ -207,7 +207,7 @@ def test_mrstft_discriminator():
 def test_stft_consistency_loss_is_zero_only_for_a_consistent_spectrum():
     """The STFT of a signal is consistent (loss 0); a random spectrum is not, and the loss
     pulls on the prediction; spectra of different shapes are refused."""
-    from nixdistill.students.decoder import InverseSTFT
+    from nixdistill.nn.stft import InverseSTFT
 
     torch.manual_seed(0)
     istft = InverseSTFT(256, 64)
