@@ -1,14 +1,26 @@
-"""Imports flow one way (docs/ARCHITECTURE.md): the model packages import only the shared layers
-and errors below them, and students never import teachers.
+"""Imports flow one way (docs/ARCHITECTURE.md): from the CLI down to the models.
 
-The checker reads the source with ``ast`` and executes nothing. A new rule is a function
-``Import -> message | None`` passed to :func:`check_package`.
+The checker reads the source with ``ast`` and executes nothing. Each folder has a rule
+(``FOLDER_RULES``): the names it must never import. On top of that, the import graph of the
+installed package has no cycle, counting every import: at module level, inside functions and
+under ``TYPE_CHECKING``.
+
+Layers, top to bottom::
+
+    cli, commands/                       the CLI
+    pipeline                             the whole job
+    benchmark/                           student against teacher
+    distill/                             training (may build students through deploy/build)
+    deploy/                              the exported student, its runtimes and exports
+    teacher/                             the teacher loader and the Piper ONNX rebuild
+    config, errors, audio, runs, text/, data/, resources/, nn/     the shared core
+    teachers/, students/, monotonic_align/                           the models
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +28,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Source folders of the installed packages (pyproject ``package-dir``).
-TEACHERS = (ROOT / "teachers", "nixdistill.teachers")
-STUDENTS = (ROOT / "students", "nixdistill.students")
+PACKAGE_DIRS = {
+    "nixdistill": ROOT / "nixdistill",
+    "nixdistill.teachers": ROOT / "teachers",
+    "nixdistill.students": ROOT / "students",
+    "nixdistill.monotonic_align": ROOT / "monotonic_align",
+}
 
+APP = ("nixdistill.cli", "nixdistill.commands", "nixdistill.pipeline")
+CORE = ("nixdistill.config", "nixdistill.errors", "nixdistill.audio", "nixdistill.runs",
+        "nixdistill.text", "nixdistill.data", "nixdistill.resources", "nixdistill.nn")
+BENCHMARK, DISTILL, DEPLOY, TEACHER = ("nixdistill.benchmark", "nixdistill.distill",
+                                       "nixdistill.deploy", "nixdistill.teacher")
+
+#: folder (dotted prefix) -> prefixes its modules never import.
+FOLDER_RULES: dict[str, tuple[str, ...]] = {
+    BENCHMARK: (*APP, DISTILL),
+    DISTILL: (*APP, BENCHMARK),
+    DEPLOY: (*APP, BENCHMARK, DISTILL, TEACHER, "nixdistill.teachers"),
+    TEACHER: (*APP, BENCHMARK, DISTILL, DEPLOY, "nixdistill.students"),
+    **{c: (*APP, BENCHMARK, DISTILL, DEPLOY, TEACHER) for c in CORE},
+}
 #: What the model packages may import of nixdistill besides themselves.
 MODEL_ALLOWED = ("nixdistill.nn", "nixdistill.errors")
 #: Allowed in the model packages only inside a function (training-only, kept off import).
@@ -74,87 +104,143 @@ def imports_in(source: str, module: str, is_package: bool = False) -> list[Impor
     return found
 
 
-def package_modules(folder: Path, package: str) -> Iterator[tuple[Path, str, bool]]:
-    """``(file, dotted module name, is_package)`` for every ``.py`` file under ``folder``."""
-    for path in sorted(folder.rglob("*.py")):
-        rel = path.relative_to(folder).with_suffix("").parts
-        is_package = rel[-1] == "__init__"
-        parts = rel[:-1] if is_package else rel
-        yield path, ".".join((package, *parts)), is_package
+def package_modules() -> Iterator[tuple[Path, str, bool]]:
+    """``(file, dotted module name, is_package)`` for every ``.py`` file of the package."""
+    for package, folder in PACKAGE_DIRS.items():
+        for path in sorted(folder.rglob("*.py")):
+            rel = path.relative_to(folder).with_suffix("").parts
+            is_package = rel[-1] == "__init__"
+            parts = rel[:-1] if is_package else rel
+            yield path, ".".join((package, *parts)), is_package
 
 
-Rule = Callable[[Import], "str | None"]
+def all_imports() -> list[Import]:
+    return [imp for path, module, is_package in package_modules()
+            for imp in imports_in(path.read_text(encoding="utf-8"), module, is_package)]
 
 
-def check_package(folder: Path, package: str, rule: Rule) -> list[str]:
-    """Messages ``file:line: ...`` for every import of the package that ``rule`` rejects."""
+def folder_rule_violations(imports: list[Import]) -> list[str]:
+    """``module:line: imports target`` for every import a folder rule forbids."""
     problems = []
-    for path, module, is_package in package_modules(folder, package):
-        for imp in imports_in(path.read_text(encoding="utf-8"), module, is_package):
-            message = rule(imp)
-            if message:
-                problems.append(f"{path.relative_to(ROOT)}:{imp.line}: {message}")
+    for imp in imports:
+        for folder, forbidden in FOLDER_RULES.items():
+            if within(imp.module, folder) and any(within(imp.target, f) for f in forbidden):
+                problems.append(f"{imp.module}:{imp.line}: imports {imp.target} "
+                                f"({folder} never imports {', '.join(forbidden)})")
     return problems
 
 
-def model_package_rule(package: str) -> Rule:
-    """Rule (a): a model package imports, of nixdistill, only itself, ``nixdistill.nn``,
-    ``nixdistill.errors`` and, inside functions, ``nixdistill.monotonic_align``."""
-
-    def rule(imp: Import) -> str | None:
+def model_violations(imports: list[Import]) -> list[str]:
+    """The model packages import, of nixdistill, only themselves, ``nixdistill.nn``,
+    ``nixdistill.errors`` and, inside functions, ``nixdistill.monotonic_align``; students never
+    import teachers."""
+    problems = []
+    for imp in imports:
+        package = next((p for p in ("nixdistill.teachers", "nixdistill.students")
+                        if within(imp.module, p)), None)
         t = imp.target
-        if not (within(t, "nixdistill") or t.startswith("<above")):
-            return None  # torch, numpy, the standard library
+        if package is None or not (within(t, "nixdistill") or t.startswith("<above")):
+            continue
         if within(t, package) or any(within(t, p) for p in MODEL_ALLOWED):
-            return None
+            continue
         if any(within(t, p) for p in MODEL_LAZY_ONLY):
-            return None if imp.lazy else f"{t} must be imported inside the function that uses it"
-        return f"{imp.module} imports {t}; model packages import only {MODEL_ALLOWED}"
+            if not imp.lazy:
+                problems.append(f"{imp.module}:{imp.line}: {t} must be imported inside the "
+                                "function that uses it")
+            continue
+        problems.append(f"{imp.module}:{imp.line}: imports {t}; model packages import only "
+                        f"{MODEL_ALLOWED}")
+    return problems
 
-    return rule
+
+def module_graph(imports: list[Import], modules: set[str]) -> dict[str, set[str]]:
+    """module -> the modules of ``modules`` it imports (``from a import b`` names module
+    ``a.b`` when that is a module, else ``a``)."""
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for imp in imports:
+        target = imp.target
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        if target and target != imp.module:
+            graph[imp.module].add(target)
+    return graph
 
 
-def students_never_import_teachers(imp: Import) -> str | None:
-    """Rule (b)."""
-    if within(imp.target, "nixdistill.teachers") or within(imp.target, "teachers"):
-        return f"{imp.module} imports {imp.target}: students never import teachers"
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or None (iterative depth-first search)."""
+    colour = dict.fromkeys(graph, 0)  # 0 new, 1 on the stack, 2 done
+    for start in sorted(graph):
+        if colour[start]:
+            continue
+        stack = [(start, iter(sorted(graph[start])))]
+        path = [start]
+        colour[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                colour[node] = 2
+                stack.pop()
+                path.pop()
+            elif colour[child] == 1:
+                return path[path.index(child):] + [child]
+            elif colour[child] == 0:
+                colour[child] = 1
+                path.append(child)
+                stack.append((child, iter(sorted(graph[child]))))
     return None
 
 
-@pytest.mark.parametrize("folder,package", [TEACHERS, STUDENTS], ids=["teachers", "students"])
-def test_model_packages_import_only_shared_layers_and_errors(folder, package):
-    assert check_package(folder, package, model_package_rule(package)) == []
+def test_each_folder_imports_only_the_layers_below_it():
+    assert folder_rule_violations(all_imports()) == []
 
 
-def test_students_never_import_teachers():
-    assert check_package(*STUDENTS, students_never_import_teachers) == []
+def test_model_packages_import_only_shared_layers_and_errors():
+    assert model_violations(all_imports()) == []
 
 
-def test_checker_catches_violations_in_a_synthetic_module():
+def test_the_import_graph_has_no_cycle():
+    modules = {m for _, m, _ in package_modules()}
+    assert find_cycle(module_graph(all_imports(), modules)) is None
+
+
+def test_every_source_module_falls_under_a_rule():
+    """A new top-level module or folder must be placed in a layer."""
+    ruled = (*FOLDER_RULES, *APP, "nixdistill.teachers", "nixdistill.students",
+             "nixdistill.monotonic_align")
+    unruled = [m for _, m, _ in package_modules()
+               if m not in ("nixdistill", "nixdistill.__main__")
+               and not any(within(m, r) for r in ruled)]
+    assert unruled == []
+
+
+def test_checker_catches_violations_in_synthetic_modules():
     source = (
         "import torch\n"
         "from nixdistill.nn import sequence_mask\n"
         "from nixdistill.errors import ConfigError\n"
         "from . import layers\n"
         "from nixdistill.config import from_dict\n"  # 5: application config
-        "from ..training import loop\n"  # 6: climbs out of the package
-        "from nixdistill import teacher\n"  # 7: names a module through its package
-        "from nixdistill.monotonic_align import maximum_path\n"  # 8: not lazy
-        "from ..teachers.vits import VITS\n"  # 9: a student importing a teacher
-        "from .... import anything\n"  # 10: above the top package
+        "from ..distill import loop\n"  # 6: climbs out of the package
+        "from nixdistill.monotonic_align import maximum_path\n"  # 7: not lazy
+        "from ..teachers.vits import VITS\n"  # 8: a student importing a teacher
+        "from .... import anything\n"  # 9: above the top package
         "def train():\n"
         "    from nixdistill.monotonic_align import maximum_path\n"
         "class Model:\n"
         "    def forward(self):\n"
-        "        import nixdistill.distill\n"  # 15: lazy, but still not allowed
+        "        import nixdistill.distill\n"  # 14: lazy, but still not allowed
     )
     found = imports_in(source, "nixdistill.students.encoder")
-    assert [i.target for i in found if i.line in (4, 6, 9)] == [
+    assert [i.target for i in found if i.line in (4, 6, 8)] == [
         "nixdistill.students.layers", "nixdistill.distill.loop", "nixdistill.teachers.vits.VITS"]
-    rule = model_package_rule("nixdistill.students")
-    bad_lines = [i.line for i in found if rule(i)]
-    assert bad_lines == [5, 6, 7, 8, 9, 10, 15]
-    assert [i.line for i in found if students_never_import_teachers(i)] == [9]
+    bad = model_violations(found)
+    assert [int(p.split(":")[1]) for p in bad] == [5, 6, 7, 8, 9, 14]
+    deploy = imports_in("def f():\n    from ..distill.loop import Trainer\n",
+                        "nixdistill.deploy.student")
+    assert len(folder_rule_violations(deploy)) == 1  # lazy imports count too
+    core = imports_in("from nixdistill.deploy import student\n", "nixdistill.runs")
+    assert len(folder_rule_violations(core)) == 1
 
 
 def test_relative_imports_resolve_from_a_package_init():
@@ -163,35 +249,17 @@ def test_relative_imports_resolve_from_a_package_init():
     assert [i.target for i in found] == ["nixdistill.teachers.vits.VITS", "nixdistill.config"]
 
 
-TRAINING = (ROOT / "nixdistill" / "training", "nixdistill.distill")
-#: What the training package never imports: export (and everything above it).
-TRAINING_FORBIDDEN = ("nixdistill.deploy.export", "nixdistill.deploy.onnx", "nixdistill.pipeline",
-                      "nixdistill.cli", "nixdistill.commands", "nixdistill.benchmark")
+@pytest.mark.parametrize("graph,cycle", [
+    ({"a": {"b"}, "b": {"c"}, "c": set()}, None),
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]),
+    ({"a": {"b", "c"}, "b": set(), "c": {"c2"}, "c2": {"c"}}, ["c", "c2", "c"]),
+])
+def test_find_cycle(graph, cycle):
+    assert find_cycle(graph) == cycle
 
 
-def training_never_imports_export(imp: Import) -> str | None:
-    """Rule (c): training sits below export; both read run folders through nixdistill.runs."""
-    if any(within(imp.target, p) for p in TRAINING_FORBIDDEN):
-        return f"{imp.module} imports {imp.target}: training never imports export or above"
-    return None
-
-
-def test_training_never_imports_export():
-    assert check_package(*TRAINING, training_never_imports_export) == []
-
-
-def test_run_folders_import_no_training_or_export():
-    """``nixdistill.runs`` (and the teacher loader using it) sit below training and export."""
-    problems = []
-    for name in ("runs", "teacher"):
-        path = ROOT / "nixdistill" / f"{name}.py"
-        for imp in imports_in(path.read_text(encoding="utf-8"), f"nixdistill.{name}"):
-            if any(within(imp.target, p) for p in ("nixdistill.distill", *TRAINING_FORBIDDEN)):
-                problems.append(f"{name}.py:{imp.line}: imports {imp.target}")
-    assert problems == []
-
-
-def test_training_rule_catches_a_lazy_export_import():
-    found = imports_in("def f():\n    from ..export import export_student\n",
-                       "nixdistill.distill.distil_decoder")
-    assert [training_never_imports_export(i) is not None for i in found] == [True]
+def test_module_graph_names_submodules_and_packages():
+    imports = [Import("p.a", "p.b.f", 1, False), Import("p.a", "p.c", 2, True),
+               Import("p.c", "torch.nn", 3, False)]
+    assert module_graph(imports, {"p.a", "p.b", "p.c"}) == {"p.a": {"p.b", "p.c"},
+                                                            "p.b": set(), "p.c": set()}
