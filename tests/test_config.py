@@ -78,10 +78,14 @@ def test_shipped_configs_load():
     from importlib import resources
 
     root = resources.files("nixdistill.configs")
-    found = [p for sub in ("tiny", "teachers", "presets") if root.joinpath(sub).is_dir()
+    found = [p for sub in ("tiny", "teachers", "students", "presets")
              for p in root.joinpath(sub).iterdir() if p.name.endswith(".json")]
+    loaded = 0
     for p in found:
         raw = json.loads(p.read_text())
         if "stages" in raw:  # pipeline presets are checked by the pipeline tests
             continue
-        load_config(str(p))
+        cfg = load_config(str(p))
+        assert cfg.train.batch_size > 0 and cfg.model, p.name
+        loaded += 1
+    assert loaded >= 15  # every shipped teacher, student and tiny config
