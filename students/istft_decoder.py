@@ -93,7 +93,7 @@ class ISTFTDecoder(nn.Module):
         x = self.head(self.final_norm(x.transpose(1, 2)))  # [B, T, r * 2F]
         if self.frames_per_latent > 1:
             x = x.reshape(x.shape[0], -1, 2 * self.n_freqs)  # [B, r * T, 2F]
-        x = x.transpose(1, 2)  # [B, 2F, r * T]
+        x = x.transpose(1, 2).float()  # [B, 2F, r * T]; the Fourier head in fp32 under autocast
         log_mag, phase = x[:, :self.n_freqs], x[:, self.n_freqs:]
         mag = torch.clamp(torch.exp(log_mag), max=self.max_magnitude)
         return mag * torch.cos(phase), mag * torch.sin(phase)

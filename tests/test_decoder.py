@@ -224,3 +224,20 @@ def test_istft_decoder_can_return_the_spectrum_it_inverted():
         real, imag = decoder.spectrum(z)
     assert torch.equal(spec, torch.complex(real, imag))
     assert torch.allclose(decoder.istft(spec.real, spec.imag), wav)
+
+
+def test_istft_decoder_trains_under_bf16_autocast_with_an_fp32_fourier_head():
+    """``train.precision: bf16`` on CPU: the backbone runs in bfloat16, the spectrum and its
+    inverse in float32 (torch has no bfloat16 complex FFT), and the gradients are finite."""
+    torch.manual_seed(0)
+    decoder = build_decoder("istft", TINY_ISTFT, HOP)
+    z = torch.randn(2, 8, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        wav, spec = decoder(z, return_spectrum=True)
+    assert wav.dtype == torch.float32 and spec.dtype == torch.complex64
+    assert wav.shape == (2, 1, 6 * HOP)
+    wav.pow(2).mean().backward()
+    grads = [p.grad for p in decoder.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    with torch.no_grad():  # the bf16 backbone stays close to the fp32 one
+        torch.testing.assert_close(wav.detach(), decoder(z), atol=0.05, rtol=0.0)
