@@ -163,3 +163,59 @@ def test_vowel_clusters_travel_from_teacher_to_exported_voice(joe_config):
     meta["text_frontend"] = build_frontend(TextConfig(
         frontend="espeak", phoneme_id_map=joe_config["phoneme_id_map"])).to_dict()
     assert "vowel_clusters" not in piper_voice_config(meta, teacher_config)
+
+
+def _copy_voice(onnx_path, folder, data: bytes | None = None, config: dict | None = None):
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / onnx_path.name
+    out.write_bytes(onnx_path.read_bytes() if data is None else data)
+    cfg_text = onnx_path.with_name(onnx_path.name + ".json").read_text()
+    out.with_name(out.name + ".json").write_text(cfg_text if config is None else json.dumps(config))
+    return out
+
+
+def _not_a_voice_graph(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]), str(path))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("case,match", [
+    ("truncated", "not a readable ONNX graph"),
+    ("not_a_voice", "is not a voice graph"),
+    ("speakers_mismatch", "belongs to another voice"),
+    ("not_json", "is not a JSON voice config"),
+])
+def test_a_damaged_or_foreign_voice_is_a_one_line_error(voice, tmp_path, case, match):
+    """``load_voice`` and ``nixdistill synthesize --model`` refuse it with one line, exit 2."""
+    from nixdistill.deploy.runtime import VoiceFileError, load_voice
+
+    _, onnx_path = voice
+    data = onnx_path.read_bytes()
+    config = json.loads(onnx_path.with_name(onnx_path.name + ".json").read_text())
+    if case == "truncated":
+        path = _copy_voice(onnx_path, tmp_path, data=data[: len(data) // 3])
+    elif case == "not_a_voice":
+        path = _copy_voice(onnx_path, tmp_path, data=_not_a_voice_graph(tmp_path / "id.onnx"))
+    elif case == "speakers_mismatch":
+        config["num_speakers"] = 4
+        config["nixdistill"]["encoder_config"]["n_speakers"] = 4
+        path = _copy_voice(onnx_path, tmp_path, config=config)
+    else:
+        path = _copy_voice(onnx_path, tmp_path)
+        path.with_name(path.name + ".json").write_text("{not json")
+    with pytest.raises(VoiceFileError, match=match):
+        load_voice(path)
+    # the console script, in a fresh process run outside the source tree
+    proc = subprocess.run([sys.executable, "-m", "nixdistill", "synthesize", "--model", str(path),
+                           "--text", "Hello.", "--out", str(tmp_path / "a.wav")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "a.wav").exists()

@@ -41,15 +41,40 @@ class VoiceFileError(NixdistillError, ValueError):
     """The ONNX voice or its ``.onnx.json`` is missing or unreadable."""
 
 
+#: Graph inputs every voice has: a Piper voice, or the encoder graph of a two-graph export.
+VOICE_INPUTS = ("input", "input_lengths", "scales")
+
+
 def _session(path: Path, threads: int | None):
+    """An onnxruntime session of ``path``; a file onnxruntime cannot read is a VoiceFileError."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options,
-                                providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), sess_options=options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VoiceFileError(f"{path}: not a readable ONNX graph ({type(e).__name__}: "
+                             f"{reason[:200]})") from None
+
+
+def _check_graph_matches_config(path: Path, session, n_speakers: int, config_path: Path) -> None:
+    """Raise VoiceFileError when the graph is not a voice, or disagrees with its config."""
+    names = [i.name for i in session.get_inputs()]
+    missing = [n for n in VOICE_INPUTS if n not in names]
+    if missing:
+        raise VoiceFileError(f"{path} is not a voice graph: it has inputs {names}, a voice has "
+                             f"{list(VOICE_INPUTS)} (+ sid for several speakers)")
+    if n_speakers > 1 and "sid" not in names:
+        raise VoiceFileError(f"{config_path} says {n_speakers} speakers, but {path.name} has "
+                             "no 'sid' input: the config belongs to another voice")
+    if n_speakers == 1 and "sid" in names:
+        raise VoiceFileError(f"{config_path} says 1 speaker, but {path.name} has a 'sid' "
+                             "input: the config belongs to another voice")
 
 
 class OnnxVoice:
@@ -64,7 +89,8 @@ class OnnxVoice:
         sample_rate / hop_length / n_speakers: from the config.
         scales: default ``{noise_scale, length_scale, noise_w}``.
     Raises:
-        VoiceFileError: a missing or unreadable file.
+        VoiceFileError: a missing or unreadable file, a graph that is not a voice, or a
+            ``.onnx.json`` that does not match its graph (speaker count).
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
@@ -115,6 +141,8 @@ class OnnxVoice:
                 raise VoiceFileError(f"ONNX voice {path} does not exist")
             self.session = _session(path, threads)
             self.encoder = self.decoder = None
+        _check_graph_matches_config(path if self.session else graphs[0],
+                                    self.session or self.encoder, self.n_speakers, config_path)
         self._inputs = {i.name for i in (self.session or self.encoder).get_inputs()}
 
     def _ids(self, text: str) -> np.ndarray:
