@@ -14,7 +14,8 @@ from test_export import AUDIO, make_student
 
 from nixdistill.config import TextConfig
 from nixdistill.deploy.graphs import OnnxExportError
-from nixdistill.deploy.piper_voice import export_piper, piper_voice_config
+from nixdistill.deploy.piper_voice import (export_piper, piper_voice_config, piper_voice_name,
+                                           read_teacher_config)
 from nixdistill.deploy.student import load_student
 from nixdistill.text import build_frontend
 
@@ -141,7 +142,8 @@ def test_teacher_voice_fields_are_kept(joe_config):
                                "noise_scale_w": 0.6}}
     config = piper_voice_config(meta, joe_config)
     assert config["language"] == joe_config["language"]
-    assert config["dataset"] == joe_config["dataset"]
+    assert config["dataset"] == joe_config["dataset"] + "_nix"  # teacher and student apart
+    assert piper_voice_name(config) == "en_US-joe_nix-medium"
     assert config["audio"]["quality"] == joe_config["audio"]["quality"]
     assert config["inference"] == {"noise_scale": 0.5, "length_scale": 1.1, "noise_w": 0.6}
     assert config["num_symbols"] == frontend.n_vocab  # the student's embedding size
@@ -219,3 +221,21 @@ def test_a_damaged_or_foreign_voice_is_a_one_line_error(voice, tmp_path, case, m
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "a.wav").exists()
+
+
+def test_export_names_the_voice_after_its_teacher_and_refuses_a_foreign_config(
+        voice, tmp_path, joe_config):
+    student_path, _ = voice
+    paths = export_piper(student_path, f"{tmp_path / 'voices'}/", joe.config_path())
+    assert paths.onnx == tmp_path / "voices" / "en_US-joe_nix-medium.onnx"
+    assert json.loads(paths.config.read_text())["dataset"] == "joe_nix"
+    bad = tmp_path / "bad.onnx.json"
+    for text, match in (("{not json", "not a readable voice config"),
+                        ('{"audio": {}}', "not a Piper voice config")):
+        bad.write_text(text)
+        with pytest.raises(OnnxExportError, match=match):
+            read_teacher_config(bad)
+    other = {**joe_config, "phoneme_id_map": {**joe_config["phoneme_id_map"], "a": [99]}}
+    bad.write_text(json.dumps(other))
+    with pytest.raises(OnnxExportError, match="another voice"):
+        export_piper(student_path, tmp_path / "x.onnx", bad)

@@ -16,9 +16,10 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 @click.option("--student", "student_path", default=None, type=click.Path(exists=True),
               help="Instead of the two runs: an exported student.safetensors (e.g. the "
                    "pipeline's), converted with its shipped defaults to --format onnx/piper.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Output file: student.safetensors; NAME.onnx with --format onnx; "
-                   "DIR/<lang>-<name>-<quality>.onnx with --format piper.")
+@click.option("--out", "out_path", required=True, type=click.Path(),
+              help="Output file: student.safetensors; NAME.onnx with --format onnx; with "
+                   "--format piper DIR/<lang>-<name>-<quality>.onnx, or a folder (ending in /) "
+                   "to name the voice after its teacher, e.g. DIR/en_US-joe_nix-medium.onnx.")
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="safetensors",
               show_default=True,
               help="onnx writes NAME.encoder.onnx, NAME.decoder.onnx and NAME.onnx.json; piper "

@@ -22,7 +22,8 @@ import torch
 from nixdistill.deploy.int8 import quantize_int8
 from nixdistill.deploy.graphs import OnnxExportError, PiperGraph, require_onnx, trace_graph
 
-__all__ = ["PiperPaths", "export_piper", "piper_voice_config", "teacher_piper_config"]
+__all__ = ["STUDENT_SUFFIX", "PiperPaths", "export_piper", "piper_voice_config", "piper_voice_name",
+           "read_teacher_config", "student_dataset_name", "teacher_piper_config"]
 
 
 class PiperPaths(NamedTuple):
@@ -62,10 +63,12 @@ def piper_voice_config(metadata: dict[str, Any],
         teacher_config: the teacher voice's ``.onnx.json`` (its language, dataset and speaker
             map are kept), or None.
     Returns:
-        JSON-able dict: Piper's fields plus ``"nixdistill"`` (teacher, steps, version, configs).
+        JSON-able dict: Piper's fields plus ``"nixdistill"`` (teacher, steps, version, configs);
+        ``dataset`` is the teacher's with ``_nix`` appended (:func:`student_dataset_name`).
     Raises:
         OnnxExportError: the student's frontend does not produce Piper's espeak phoneme ids
-            (``korean_jamo``, ``english_chars``, or ``espeak`` without a ``phoneme_id_map``).
+            (``korean_jamo``, ``english_chars``, or ``espeak`` without a ``phoneme_id_map``),
+            or ``teacher_config`` gives a symbol other ids than the student (another voice's).
     """
     frontend = metadata["text_frontend"]
     if frontend.get("frontend") != "espeak" or not frontend.get("phoneme_id_map"):
@@ -80,6 +83,14 @@ def piper_voice_config(metadata: dict[str, Any],
     audio = metadata["audio"]
     n_speakers = max(1, int(enc_cfg.get("n_speakers", 0)))
     cfg: dict[str, Any] = dict(teacher_config or {})
+    teacher_map = cfg.get("phoneme_id_map") or {}
+    conflicts = sorted(s for s, ids in frontend["phoneme_id_map"].items()
+                       if s in teacher_map and teacher_map[s] != ids)
+    if conflicts:
+        raise OnnxExportError(f"the teacher voice config gives other ids to {conflicts[:5]} than "
+                              "the student's phoneme_id_map: it belongs to another voice")
+    source = Path(str((metadata.get("teacher") or {}).get("source") or "voice"))
+    cfg["dataset"] = student_dataset_name(cfg.get("dataset"), source.name.split(".")[0])
     speaker_id_map = cfg.get("speaker_id_map") or {}
     if len(speaker_id_map) != n_speakers or n_speakers == 1:
         speaker_id_map = {} if n_speakers == 1 else {str(i): i for i in range(n_speakers)}
@@ -103,6 +114,43 @@ def piper_voice_config(metadata: dict[str, Any],
     return cfg
 
 
+#: Suffix of a student voice's ``dataset`` name: ``joe`` -> ``joe_nix``, so voice lists (Home
+#: Assistant, wyoming-piper) show teacher and student apart.
+STUDENT_SUFFIX = "_nix"
+
+
+def student_dataset_name(teacher_dataset: str | None, fallback: str = "voice") -> str:
+    """The ``dataset`` name of a student: its teacher's with :data:`STUDENT_SUFFIX`."""
+    name = str(teacher_dataset or fallback).strip() or fallback
+    return name if name.endswith(STUDENT_SUFFIX) else name + STUDENT_SUFFIX
+
+
+def piper_voice_name(config: dict[str, Any]) -> str:
+    """Piper's file name of a voice, ``<lang>-<dataset>-<quality>`` (e.g.
+    ``en_US-joe_nix-medium``), from its ``.onnx.json``."""
+    language = (config.get("language") or {}).get("code") or config["espeak"]["voice"]
+    quality = (config.get("audio") or {}).get("quality") or "medium"
+    return f"{language}-{config['dataset']}-{quality}"
+
+
+def read_teacher_config(path: str | Path) -> dict[str, Any]:
+    """A teacher voice's ``.onnx.json``.
+
+    Raises:
+        OnnxExportError: the file is unreadable, not JSON, or not a Piper voice config (no
+            ``phoneme_id_map``, ``audio`` or ``espeak``).
+    """
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OnnxExportError(f"{path}: not a readable voice config ({e})") from None
+    missing = [k for k in ("phoneme_id_map", "audio", "espeak")
+               if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise OnnxExportError(f"{path} is not a Piper voice config (no {', '.join(missing)})")
+    return config
+
+
 def _sherpa_metadata(config: dict[str, Any]) -> dict[str, str]:
     """ONNX ``metadata_props`` sherpa-onnx reads to run a Piper VITS voice."""
     language = config.get("language") or {}
@@ -123,8 +171,9 @@ def export_piper(student_path: str | Path, out_path: str | Path,
 
     Args:
         student_path: a ``student.safetensors`` (see :mod:`nixdistill.deploy.export`).
-        out_path: ``DIR/<lang>-<name>-<quality>.onnx`` (Piper's naming, e.g.
-            ``en_US-joe_student-medium.onnx``).
+        out_path: ``DIR/<lang>-<name>-<quality>.onnx``, or a folder (an existing one, or a
+            path ending in ``/``): then the file is named as Piper names voices, after the
+            teacher, e.g. ``DIR/en_US-joe_nix-medium.onnx`` (:func:`piper_voice_name`).
         teacher_config: the teacher voice's ``.onnx.json``; default: found next to the
             teacher's ``.onnx`` recorded in the student metadata, if it is still there.
         int8: quantize the graph's ``MatMul`` weights to int8 (:func:`quantize_int8`, before
@@ -134,7 +183,8 @@ def export_piper(student_path: str | Path, out_path: str | Path,
         PiperPaths(onnx, config).
     Raises:
         StudentFileError: not a student. OnnxExportError: no ``onnx`` package (with ``int8``:
-        no ``onnxruntime``), or a student Piper cannot run (see :func:`piper_voice_config`).
+        no ``onnxruntime``), a student Piper cannot run (see :func:`piper_voice_config`), or a
+        ``teacher_config`` that is not this voice's Piper config (:func:`read_teacher_config`).
     """
     from nixdistill.deploy.student import load_student
 
@@ -143,12 +193,14 @@ def export_piper(student_path: str | Path, out_path: str | Path,
 
     student = load_student(student_path)
     if teacher_config is not None:
-        teacher_cfg = json.loads(Path(teacher_config).read_text(encoding="utf-8"))
+        teacher_cfg = read_teacher_config(teacher_config)
     else:
         teacher_cfg = teacher_piper_config(student.metadata)
     config = piper_voice_config(student.metadata, teacher_cfg)
     out = Path(out_path)
-    if out.suffix != ".onnx":
+    if out.is_dir() or str(out_path).endswith(("/", "\\")):
+        out = out / f"{piper_voice_name(config)}{'_int8' if int8 else ''}.onnx"
+    elif out.suffix != ".onnx":
         out = out.with_name(out.name + ".onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = PiperPaths(out, out.with_name(out.name + ".json"))
@@ -161,7 +213,7 @@ def export_piper(student_path: str | Path, out_path: str | Path,
         args += (torch.zeros(1, dtype=torch.long),)
         names.append("sid")
     trace_graph(PiperGraph(student.encoder, student.decoder), args, out, names,
-           ["output", "durations"], axes)
+                ["output", "durations"], axes)
     if int8:
         config["nixdistill"]["quantization"] = quantize_int8(out)
     model = onnx.load(str(out))
