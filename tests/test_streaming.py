@@ -95,6 +95,29 @@ def test_split_sentences():
     assert list(split_sentences("  \n ")) == []
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Dr. Smith met Mr. Jones at 3.30 p.m. in the U.S. Army base.",
+     ["Dr. Smith met Mr. Jones at 3.30 p.m. in the U.S. Army base."]),
+    ("Dr. Smith met Mr. Jones. The U.S. Army came at 3.30 p.m. Then it rained!",
+     ["Dr. Smith met Mr. Jones.", "The U.S. Army came at 3.30 p.m.", "Then it rained!"]),
+    ("J. R. R. Tolkien wrote it, i.e. the book. It cost $4.50.",
+     ["J. R. R. Tolkien wrote it, i.e. the book.", "It cost $4.50."]),
+])
+def test_split_sentences_knows_abbreviations_initials_and_decimals(text, expected):
+    assert list(split_sentences(text, language="en-us")) == expected
+
+
+def test_split_sentences_follows_the_voice_language():
+    from nixdistill.text.sentences import sentence_language
+
+    assert [sentence_language(x) for x in ("en-us", "en_US", "de", "cmn", "ko", None)] == \
+        ["en", "en", "de", "zh", None, None]
+    assert list(split_sentences("Herr Dr. Müller kam um 3.30 Uhr. Es regnete.", language="de")) \
+        == ["Herr Dr. Müller kam um 3.30 Uhr.", "Es regnete."]
+    # a language the segmenter does not know: the punctuation rule
+    assert list(split_sentences("하나. 둘! 셋?", language="ko")) == ["하나.", "둘!", "셋?"]
+
+
 def test_onnx_voice_streams_like_one_shot(student_path, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

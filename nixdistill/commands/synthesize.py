@@ -157,7 +157,7 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
             if stream:
                 return voice.stream(utterance, noise_w=noise_scale_w, **kwargs)
             return (voice.synthesize(s, noise_w=noise_scale_w, **kwargs)
-                    for s in split_sentences(utterance))
+                    for s in split_sentences(utterance, language=voice.frontend.language))
     elif model_path is not None:
         import torch
 
@@ -173,7 +173,7 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
             if stream:
                 return student.stream(utterance, noise_scale_w=noise_scale_w, **kwargs)
             return (student.synthesize(s, noise_scale_w=noise_scale_w, **kwargs)
-                    for s in split_sentences(utterance))
+                    for s in split_sentences(utterance, language=student.frontend.language))
     else:
         from ..cli import resolve_device
         from nixdistill.teacher.loader import load_teacher
@@ -187,7 +187,7 @@ def command(ctx: click.Context, model_path: str | None, teacher_ref: str | None,
         def speak(utterance: str) -> Iterator:
             return (teacher.synthesize(s, noise_scale=teacher_noise, length_scale=teacher_length,
                                        noise_scale_w=noise_w, sid=speaker, seed=obj.get("seed"))
-                    for s in split_sentences(utterance))
+                    for s in split_sentences(utterance, language=teacher.frontend.language))
 
     if text is not None:
         seconds = _speak_to(out_path, sample_rate, speak(text))

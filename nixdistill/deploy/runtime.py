@@ -204,7 +204,7 @@ class OnnxVoice:
         Raises:
             TextError: text with no sentence, or unknown symbols.
         """
-        sentences = split_sentences(text)
+        sentences = split_sentences(text, language=self.frontend.language)
         first = next(sentences, None)
         if first is None:
             raise TextError("cannot synthesize empty text")

@@ -232,7 +232,7 @@ class Student:
             TextError: text with no sentence, or symbols outside the model's table.
             StudentInputError: a speaker id the model does not have.
         """
-        sentences = split_sentences(text)
+        sentences = split_sentences(text, language=self.frontend.language)
         first = next(sentences, None)
         if first is None:
             raise TextError("cannot synthesize empty text")

@@ -64,9 +64,12 @@ class TextFrontend:
         add_blank: intersperse :data:`BLANK_ID` between tokens.
         unknown: ``"error"`` or ``"drop"`` (see :class:`nixdistill.config.TextConfig`).
         dropped: :class:`collections.Counter` of symbols dropped so far (``unknown="drop"``).
+        language: language of the text it reads (an espeak voice or an ISO code), e.g. for
+            sentence splitting.
     """
 
     name: str = "base"
+    language: str = "en"
 
     def __init__(self, symbols: Iterable[str], add_blank: bool = True, unknown: str = "error"):
         self.symbols: list[str] = list(symbols)

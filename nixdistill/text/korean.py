@@ -47,6 +47,7 @@ class KoreanJamoFrontend(TextFrontend):
     """
 
     name = "korean_jamo"
+    language = "ko"
 
     def __init__(self, symbols: Iterable[str] | None = None, add_blank: bool = True,
                  unknown: str = "error"):
