@@ -273,3 +273,47 @@ def test_espeak_frontend_pickles_without_backend():
     again = pickle.loads(pickle.dumps(fe))  # DataLoader workers receive a copy
     assert again._backend is None
     assert again.encode("Good morning.") == ids
+
+
+def test_text_language_check_refuses_text_the_voice_cannot_speak():
+    from nixdistill.text.language import LanguageMismatchError, check_text_language, voice_script
+
+    english = ["The quick brown fox jumps over the lazy dog.", "It was the best of times.",
+               "Printing, in the only sense with which we are concerned."]
+    german = ["Der schnelle braune Fuchs springt.", "Es war einmal ein König.",
+              "Heute regnet es in Berlin."]
+    russian = ["Привет, как дела?", "Сегодня идёт дождь.", "Это хороший день."]
+    assert [voice_script(x) for x in ("en-us", "de", "ru", "ko", "xx")] == \
+        ["Latin", "Latin", "Cyrillic", "Hangul", None]
+    check_text_language(english, "en-us")
+    check_text_language(german, "de")
+    check_text_language(russian, "ru")
+    check_text_language(english, "xx")  # an unknown language is not checked
+    with pytest.raises(LanguageMismatchError, match="read as English.*--data"):
+        check_text_language(english, "de", "sentences.txt")
+    with pytest.raises(LanguageMismatchError, match="3 of 3 sentences have no Cyrillic letter"):
+        check_text_language(german, "ru")
+    with pytest.raises(LanguageMismatchError, match="no Latin letter"):
+        check_text_language(russian, "en-us")
+    # a few foreign sentences in a corpus of the right language pass
+    check_text_language(german + ["The end."], "de")
+    check_text_language(["안녕하세요.", "감사합니다.", "OK."], "ko")
+
+
+def test_distillation_checks_the_language_of_an_english_corpus_for_a_german_voice(tmp_path, monkeypatch):
+    from nixdistill.distill.distil_encoder import DistilEncoderStage
+    from nixdistill.distill.setup import prepare_distillation
+    from nixdistill.text.language import LanguageMismatchError
+
+    data = tmp_path / "sentences.txt"
+    data.write_text("\n".join(["The cat sat on the mat.", "This is what they have.",
+                               "It was there when the sun rose."] * 4))
+    from types import SimpleNamespace
+
+    from nixdistill.config import AudioConfig
+
+    teacher = SimpleNamespace(frontend=SimpleNamespace(language="de"), audio=AudioConfig(),
+                              text=TextConfig())
+    monkeypatch.setattr("nixdistill.teacher.loader.load_teacher", lambda *a, **k: teacher)
+    with pytest.raises(LanguageMismatchError, match="speaks de"):
+        prepare_distillation(DistilEncoderStage, "voice.onnx", data, "tiny/encoder", tmp_path)

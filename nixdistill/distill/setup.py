@@ -26,6 +26,7 @@ import torch
 
 from nixdistill.config import ExperimentConfig, config_from_raw, from_dict, load_config, train_overrides
 from nixdistill.errors import ConfigError, NixdistillError
+from nixdistill.text.language import check_text_language
 from nixdistill.data import (AudioTextDataset, TextOnlyDataset, Utterance, train_val_utterances,
                     usable_utterances)
 from nixdistill.distill.latents import (LatentCache, LatentSettings, choose_latent_source, open_latent_cache,
@@ -316,6 +317,7 @@ def prepare_distillation(
             leaves unset (:func:`~nixdistill.distill.latents.resolve_latent_settings`).
     Raises:
         ConfigError, DataError, LatentError, TeacherError: unusable inputs.
+        LanguageMismatchError: the text is evidently not in the teacher's language.
     """
     from nixdistill.teacher.loader import load_teacher
 
@@ -327,6 +329,8 @@ def prepare_distillation(
     options = stage_cls.parse_options(cfg.train, cfg.source)
 
     split = train_val_utterances(data_ref, cfg.data)
+    check_text_language((u.text for u in split.train + split.val), teacher.frontend.language,
+                        str(data_ref))
     has_audio = all(u.wav_path is not None for u in split.train + split.val)
     source = choose_latent_source(teacher, has_audio, latents)
     if source == "posterior":
