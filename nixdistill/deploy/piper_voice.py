@@ -97,7 +97,7 @@ def piper_voice_config(metadata: dict[str, Any],
     cfg.update(
         audio={**(cfg.get("audio") or {}), "sample_rate": int(audio["sample_rate"])},
         espeak={"voice": frontend.get("language", "en-us")},
-        phoneme_type="espeak",
+        phoneme_type=frontend.get("phoneme_type", "espeak"),
         phoneme_id_map=frontend["phoneme_id_map"],
         num_symbols=int(frontend.get("n_vocab") or len(frontend.get("symbols", []))),
         num_speakers=n_speakers,

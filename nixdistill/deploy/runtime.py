@@ -118,7 +118,9 @@ class OnnxVoice:
                 self.frontend = EspeakFrontend(self.config["espeak"]["voice"],
                                                self.config["phoneme_id_map"],
                                                n_vocab=self.config.get("num_symbols"),
-                                               vowel_clusters=self.config.get("vowel_clusters"))
+                                               vowel_clusters=self.config.get("vowel_clusters"),
+                                               phoneme_type=self.config.get("phoneme_type",
+                                                                            "espeak"))
                 self.sample_rate = int(self.config["audio"]["sample_rate"])
                 self.hop_length = int(self.config.get("hop_length", 256))
                 self.n_speakers = max(1, int(self.config.get("num_speakers", 1)))

@@ -230,6 +230,7 @@ def load_piper_voice(onnx_path: str | Path, json_path: str | Path | None = None)
     language = (meta.get("espeak") or {}).get("voice", "en-us")
     text = TextConfig(frontend="espeak", language=language, add_blank=False,
                       phoneme_id_map=phoneme_id_map,
-                      vowel_clusters=meta.get("vowel_clusters") or None)
+                      vowel_clusters=meta.get("vowel_clusters") or None,
+                      phoneme_type=str(meta.get("phoneme_type") or "espeak"))
     inference = {k: float(v) for k, v in (meta.get("inference") or {}).items()}
     return PiperVoice(model, cfg, audio, text, n_speakers, inference)

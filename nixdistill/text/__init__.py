@@ -42,7 +42,8 @@ def build_frontend(text_cfg: TextConfig) -> TextFrontend:
     if text_cfg.frontend == "espeak":
         return EspeakFrontend(text_cfg.language, text_cfg.phoneme_id_map, text_cfg.symbols,
                               text_cfg.add_blank, text_cfg.unknown,
-                              vowel_clusters=text_cfg.vowel_clusters)
+                              vowel_clusters=text_cfg.vowel_clusters,
+                              phoneme_type=text_cfg.phoneme_type)
     if text_cfg.phoneme_id_map is not None:
         raise TextError(f"text.phoneme_id_map is only used by the espeak frontend, "
                         f"not {text_cfg.frontend!r}")

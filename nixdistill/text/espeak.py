@@ -29,6 +29,7 @@ import unicodedata
 from typing import Any, Iterable
 
 from .base import PAD, TextError, TextFrontend, describe_char
+from .piper_types import PiperTypePhonemizer, require_phoneme_type
 
 __all__ = ["EspeakFrontend", "DEFAULT_IPA_SYMBOLS", "BOS", "EOS"]
 
@@ -70,6 +71,12 @@ class EspeakFrontend(TextFrontend):
             map uses fewer ids); default: highest id + 1.
         vowel_clusters: Piper layout only: phoneme sequences merged into one map symbol, e.g.
             ``[["a", "ɪ"]]`` -> ``"aɪ"`` (a Piper config's ``vowel_clusters``).
+        phoneme_type: Piper layout only: the voice's ``phoneme_type``; other than ``espeak``,
+            piper-tts's own phonemizer for that type makes the phonemes and ids
+            (:class:`~nixdistill.text.piper_types.PiperTypePhonemizer`).
+    Raises:
+        TextError: an invalid map, or a ``phoneme_type`` this process cannot phonemize (the
+            message names the package to install).
     """
 
     name = "espeak"
@@ -77,7 +84,8 @@ class EspeakFrontend(TextFrontend):
     def __init__(self, language: str = "en-us", phoneme_id_map: dict[str, list[int]] | None = None,
                  symbols: Iterable[str] | None = None, add_blank: bool = True,
                  unknown: str = "error", n_vocab: int | None = None,
-                 vowel_clusters: Iterable[Iterable[str]] | None = None):
+                 vowel_clusters: Iterable[Iterable[str]] | None = None,
+                 phoneme_type: str = "espeak"):
         self.language = language
         self.phoneme_id_map = None if phoneme_id_map is None else {
             str(k): [int(i) for i in (v if isinstance(v, (list, tuple)) else [v])]
@@ -101,6 +109,11 @@ class EspeakFrontend(TextFrontend):
         self._n_vocab = n_vocab
         self.vowel_clusters = sorted({tuple(c) for c in vowel_clusters or ()}) or None
         self._backend = None
+        self.phoneme_type = phoneme_type
+        if phoneme_type != "espeak":
+            if self.phoneme_id_map is None:
+                raise TextError(f"phoneme_type {phoneme_type!r} needs a Piper phoneme_id_map")
+            require_phoneme_type(phoneme_type)
 
     @staticmethod
     def _symbols_from_map(id_map: dict[str, list[int]], n_vocab: int | None) -> list[str]:
@@ -129,7 +142,12 @@ class EspeakFrontend(TextFrontend):
             TextError: its package is missing, or espeak-ng does not know ``language``.
         """
         if self._backend is None:
-            self._backend = self._piper_backend() if self.piper_layout else self._vits_backend()
+            if self.phoneme_type != "espeak":
+                self._backend = PiperTypePhonemizer(self.phoneme_type, self.language,
+                                                    self.phoneme_id_map)
+            else:
+                self._backend = self._piper_backend() if self.piper_layout else \
+                    self._vits_backend()
         return self._backend
 
     def _piper_backend(self):
@@ -189,6 +207,8 @@ class EspeakFrontend(TextFrontend):
         if not text.strip():
             return []
         backend = self._get_backend()
+        if self.phoneme_type != "espeak":
+            return backend.sentence_phonemes(text)
         if self.piper_layout:
             with _ESPEAK_LOCK:  # espeak-ng keeps one voice per process
                 sentences = backend.phonemize(self.language, text,
@@ -218,6 +238,9 @@ class EspeakFrontend(TextFrontend):
         """
         if not self.piper_layout:
             return super().encode(text, utt_id)
+        if self.phoneme_type != "espeak":  # piper-tts's own ids for its phonemizer
+            backend = self._get_backend()
+            return [i for s in backend.sentence_phonemes(text) for i in backend.ids(s)]
         id_map = self.phoneme_id_map
         ids: list[int] = []
         for sentence in self.sentence_phonemes(text):
@@ -260,6 +283,8 @@ class EspeakFrontend(TextFrontend):
                  phonemizer=self.phonemizer)
         if self.vowel_clusters:
             d["vowel_clusters"] = [list(c) for c in self.vowel_clusters]
+        if self.phoneme_type != "espeak":
+            d["phoneme_type"] = self.phoneme_type
         return d
 
     @classmethod
@@ -267,4 +292,4 @@ class EspeakFrontend(TextFrontend):
         id_map = d.get("phoneme_id_map")
         return cls(d.get("language", "en-us"), id_map, None if id_map else d.get("symbols"),
                    d.get("add_blank", True), d.get("unknown", "error"), d.get("n_vocab"),
-                   d.get("vowel_clusters"))
+                   d.get("vowel_clusters"), d.get("phoneme_type", "espeak"))
