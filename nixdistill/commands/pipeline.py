@@ -11,23 +11,31 @@ from rich.table import Table
 @click.argument("preset", default="joe-quick")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run folder; re-running into it skips finished stages and resumes the rest.")
-@click.option("--data", default=None, help="Dataset or text file; overrides the preset's.")
+@click.option("--teacher", default=None,
+              help="The teacher to distil, replacing the preset's: a Piper .onnx (with its "
+                   ".onnx.json), an installed voice package, a VITS/vits2 G_*.pth (with its "
+                   "config.json), or a nixdistill run.")
+@click.option("--data", default=None,
+              help="Dataset or text file; overrides the preset's (the shipped presets' text is "
+                   "English: give text in the voice's language for any other).")
 @click.option("--max-steps", type=int, default=None,
               help="Cap every training stage at N steps (smoke runs).")
 @click.pass_context
-def command(ctx: click.Context, preset: str, out_dir: str, data: str | None,
-            max_steps: int | None) -> None:
+def command(ctx: click.Context, preset: str, out_dir: str, teacher: str | None,
+            data: str | None, max_steps: int | None) -> None:
     """Run teacher -> distil-encoder -> distil-decoder -> export -> benchmark from a preset.
 
-    Shipped presets: joe-quick (default, ~30 min on a 2-core CPU), joe-full (GPU),
-    ljspeech and kss (train a teacher on --data first).
+    Shipped presets: joe-quick (default, ~25 min on a 2-core CPU), joe-full (GPU), quick and
+    full (the same for any --teacher), ljspeech and kss (train a teacher on --data first).
 
-    Example: nixdistill pipeline joe-quick --out runs/joe-quick
+    Examples: nixdistill pipeline joe-quick --out runs/joe-quick;
+    nixdistill pipeline quick --teacher voices/de_DE-thorsten-medium.onnx --data de.txt
+    --out runs/thorsten
     """
     from ..pipeline import run_pipeline
 
     console = Console(stderr=True)
-    summary = run_pipeline(preset, out_dir, data=data, device=ctx.obj["device"],
+    summary = run_pipeline(preset, out_dir, data=data, teacher=teacher, device=ctx.obj["device"],
                            seed=ctx.obj["seed"], max_steps=max_steps,
                            log=lambda s: console.print(s, highlight=False))
     table = Table(title=f"pipeline {summary.preset} -> {summary.run_dir}")
