@@ -307,7 +307,7 @@ def _run_training(
 def run_pipeline(
     preset_ref: str | Path, out_dir: str | Path, data: str | None = None, device: str = "cpu",
     seed: int | None = None, max_steps: int | None = None, log: Callable[[str], None] | None = None,
-    teacher: str | None = None,
+    teacher: str | None = None, speakers: str | None = None,
 ) -> PipelineSummary:
     """Run every stage of a preset into ``out_dir`` (see the module docstring).
 
@@ -321,6 +321,8 @@ def run_pipeline(
         max_steps: caps every training stage's step budget (smoke runs and tests).
         log: progress line sink (default: stderr).
         teacher: a teacher reference replacing the preset's (required when it names none).
+        speakers: a multi-speaker teacher's speakers to learn (ids or names, comma-separated;
+            default all).
     Returns:
         PipelineSummary with one StageReport per stage and the benchmark headline numbers.
     Raises:
@@ -377,6 +379,7 @@ def run_pipeline(
         teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.encoder.config,
         latents=preset.latents, device=device, max_steps=cap(preset.encoder),
         max_minutes=preset.encoder.max_minutes, seed=seed, cache_dir=cache_dir,
+        speakers=speakers,
     ), reports, log)
 
     # 3. student decoder, then an optional polish: the decoder run continued with another config
@@ -387,7 +390,7 @@ def run_pipeline(
             latents=preset.latents, device=device, max_steps=cap(budget),
             max_minutes=budget.max_minutes, seed=seed, cache_dir=cache_dir,
             encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
-            init_run=init_run,
+            init_run=init_run, speakers=speakers,
         ), reports, log)
         return stage_dir
 

@@ -31,11 +31,15 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
 @click.option("--max-minutes", type=float, default=None, help="Stop after this wall time.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Teacher-latent cache folder, e.g. the one given to distil-encoder.")
+@click.option("--speakers", default=None,
+              help="A multi-speaker teacher's speakers, by id or name, comma-separated "
+                   "(default: the --encoder run's, else all).")
 @click.pass_context
 def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, kind: str,
             config_ref: str | None, latents: str, encoder_run: str | None,
             init_run: str | None, resume: bool,
-            max_steps: int | None, max_minutes: float | None, cache_dir: str | None) -> None:
+            max_steps: int | None, max_minutes: float | None, cache_dir: str | None,
+            speakers: str | None) -> None:
     """Distil the teacher's decoder into a small student decoder (Nix-TTS or iSTFT)."""
     from nixdistill.distill.distil_decoder import run_distil_decoder
 
@@ -44,7 +48,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, out_dir: str, k
         teacher_ref, data_ref, config_ref or f"students/decoder_{kind}", out_dir,
         latents=latents, encoder_run=encoder_run, device=obj.get("device", "cpu"), resume=resume,
         max_steps=max_steps, max_minutes=max_minutes, seed=obj.get("seed"),
-        cache_dir=cache_dir, init_run=init_run,
+        cache_dir=cache_dir, init_run=init_run, speakers=speakers,
     )
     click.echo(f"distil-decoder stopped at step {result.step} ({result.reason}); "
                f"checkpoint {result.checkpoint}", err=True)

@@ -18,11 +18,14 @@ from rich.table import Table
 @click.option("--data", default=None,
               help="Dataset or text file; overrides the preset's (the shipped presets' text is "
                    "English: give text in the voice's language for any other).")
+@click.option("--speakers", default=None,
+              help="A multi-speaker teacher's speakers to learn, by id or name, comma-separated "
+                   "(default: all; one gives a single-speaker student).")
 @click.option("--max-steps", type=int, default=None,
               help="Cap every training stage at N steps (smoke runs).")
 @click.pass_context
 def command(ctx: click.Context, preset: str, out_dir: str, teacher: str | None,
-            data: str | None, max_steps: int | None) -> None:
+            data: str | None, speakers: str | None, max_steps: int | None) -> None:
     """Run teacher -> distil-encoder -> distil-decoder -> export -> benchmark from a preset.
 
     Shipped presets: joe-quick (default, ~25 min on a 2-core CPU), joe-full (GPU), quick and
@@ -35,7 +38,8 @@ def command(ctx: click.Context, preset: str, out_dir: str, teacher: str | None,
     from ..pipeline import run_pipeline
 
     console = Console(stderr=True)
-    summary = run_pipeline(preset, out_dir, data=data, teacher=teacher, device=ctx.obj["device"],
+    summary = run_pipeline(preset, out_dir, data=data, teacher=teacher, speakers=speakers,
+                           device=ctx.obj["device"],
                            seed=ctx.obj["seed"], max_steps=max_steps,
                            log=lambda s: console.print(s, highlight=False))
     table = Table(title=f"pipeline {summary.preset} -> {summary.run_dir}")

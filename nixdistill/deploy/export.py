@@ -56,7 +56,7 @@ def write_student(
     out_path: str | Path, encoder: nn.Module, encoder_config: dict[str, Any],
     decoder: nn.Module, decoder_config: dict[str, Any], text_frontend: dict[str, Any],
     audio: AudioConfig | dict[str, Any], teacher: dict[str, Any],
-    training_steps: dict[str, int],
+    training_steps: dict[str, int], speakers: dict[str, Any] | None = None,
 ) -> Path:
     """Write a student file from in-memory modules (atomic: temp file, then rename).
 
@@ -71,6 +71,8 @@ def write_student(
         audio: the teacher's audio settings.
         teacher: ``{"kind", "source", "n_params"}``.
         training_steps: ``{"encoder": steps, "decoder": steps}``.
+        speakers: a multi-speaker student's ``{"teacher_ids", "names"}``: student speaker
+            ``i`` is teacher speaker ``teacher_ids[i]``, called ``names[i]``; None otherwise.
     Returns:
         the written path.
     Raises:
@@ -94,6 +96,8 @@ def write_student(
         "training_steps": training_steps,
         "nixdistill_version": __version__,
     }
+    if speakers is not None:
+        metadata["speakers"] = speakers
     from safetensors.torch import save_file
 
     encoded = {k: json.dumps(v) for k, v in metadata.items()}
@@ -146,8 +150,9 @@ def export_student(
         raise StudentFileError("neither run records its text frontend (meta.text_frontend)")
     teacher = enc_meta.get("teacher") or dec_meta.get("teacher") or {}
     steps = {"encoder": int(enc_ckpt.get("step", 0)), "decoder": int(dec_ckpt.get("step", 0))}
+    speakers = enc_meta.get("speakers") if int(enc_cfg.get("n_speakers", 0)) > 1 else None
     out = write_student(out_path, encoder, enc_cfg, decoder, dec_cfg, frontend, audio, teacher,
-                        steps)
+                        steps, speakers)
     # Fail now, not at synthesis time, if the file does not rebuild.
     load_student(out)
     return out

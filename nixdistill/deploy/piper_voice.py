@@ -91,9 +91,15 @@ def piper_voice_config(metadata: dict[str, Any],
                               "the student's phoneme_id_map: it belongs to another voice")
     source = Path(str((metadata.get("teacher") or {}).get("source") or "voice"))
     cfg["dataset"] = student_dataset_name(cfg.get("dataset"), source.name.split(".")[0])
-    speaker_id_map = cfg.get("speaker_id_map") or {}
-    if len(speaker_id_map) != n_speakers or n_speakers == 1:
-        speaker_id_map = {} if n_speakers == 1 else {str(i): i for i in range(n_speakers)}
+    names = (metadata.get("speakers") or {}).get("names")
+    if n_speakers == 1:
+        speaker_id_map = {}
+    elif names is not None and len(names) == n_speakers:  # the set the student learned
+        speaker_id_map = {str(n): i for i, n in enumerate(names)}
+    else:
+        speaker_id_map = cfg.get("speaker_id_map") or {}
+        if len(speaker_id_map) != n_speakers:
+            speaker_id_map = {str(i): i for i in range(n_speakers)}
     cfg.update(
         audio={**(cfg.get("audio") or {}), "sample_rate": int(audio["sample_rate"])},
         espeak={"voice": frontend.get("language", "en-us")},

@@ -14,6 +14,7 @@ import torch
 from nixdistill.config import from_dict
 from nixdistill.data import collate
 from nixdistill.distill.latents import LatentCache
+from nixdistill.distill.speakers import SpeakerSet
 from nixdistill.runs import load_checkpoint, save_checkpoint
 from nixdistill.students.encoder import NixEncoder, NixEncoderConfig
 
@@ -22,7 +23,7 @@ __all__ = ["calibrate_duration_rate", "duration_rate"]
 
 @torch.no_grad()
 def duration_rate(encoder, dataset, cache: LatentCache, batch_size: int = 16,
-                  device: str = "cpu") -> tuple[float, int]:
+                  device: str = "cpu", speakers: SpeakerSet | None = None) -> tuple[float, int]:
     """Teacher frames / student-predicted frames, summed over the cached training items.
 
     The deterministic predictor is trained on a squared error in frames, so its expected length
@@ -35,6 +36,7 @@ def duration_rate(encoder, dataset, cache: LatentCache, batch_size: int = 16,
         dataset: the training items (``utt_id``, ``x`` [T_text] token ids).
         cache: the latent cache holding their teacher durations (``w_ceil``, frames per token).
         batch_size: items per pass. device: torch device of ``encoder``.
+        speakers: the student's speaker set (maps the items' teacher speakers to its own).
     Returns:
         (ratio of summed frames, number of items used); ``(1.0, 0)`` when no item is cached.
         Student frames are the continuous ``exp(logw)`` before rounding (the rounding by
@@ -53,7 +55,8 @@ def duration_rate(encoder, dataset, cache: LatentCache, batch_size: int = 16,
         if lat is None or lat.w_ceil is None:
             continue
         _, h, x_mask = encoder.encode_text(batch.x, batch.x_lengths)
-        logw = encoder.dp(h, x_mask, encoder.speaker_embedding(batch.sid, batch.x.shape[0],
+        sid = speakers.student_sid(batch.sid) if speakers is not None else batch.sid
+        logw = encoder.dp(h, x_mask, encoder.speaker_embedding(sid, batch.x.shape[0],
                                                                batch.x.device))
         student_frames += float((torch.exp(logw) * x_mask).sum())
         teacher_frames += float(lat.w_ceil.float().sum())
@@ -84,7 +87,9 @@ def calibrate_duration_rate(checkpoint: Path, dataset, cache: LatentCache,
         return None
     encoder = NixEncoder(cfg)
     encoder.load_state_dict(ckpt["models"]["encoder"])
-    factor, n = duration_rate(encoder.to(device), dataset, cache, device=device)
+    speakers = (ckpt.get("meta") or {}).get("speakers")
+    factor, n = duration_rate(encoder.to(device), dataset, cache, device=device,
+                              speakers=SpeakerSet.from_dict(speakers) if speakers else None)
     if n == 0:
         return None
     encoder.dp.rescale(factor)

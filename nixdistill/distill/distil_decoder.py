@@ -44,6 +44,7 @@ from nixdistill.distill.losses import (STFTResolution, mel_l1, mr_stft_loss, sca
 from nixdistill.runs import latest_checkpoint, load_checkpoint
 from nixdistill.deploy.build import encoder_from_run
 from nixdistill.distill.setup import DistilOptions, decoder_model_config, prepare_distillation
+from nixdistill.distill.speakers import SpeakerSet, choose_speakers
 from nixdistill.distill.gan import DiscriminatorSettings, Discriminators, adversarial_terms, discriminator_step
 from nixdistill.distill.logging import plot_spectrogram
 from nixdistill.distill.loop import Trainer, TrainResult
@@ -123,11 +124,13 @@ class DistilDecoderStage(Stage):
 
     def __init__(self, teacher, cfg: ExperimentConfig, decoder_cfg, train_set,
                  eval_set, source: str, encoder: nn.Module | None = None,
-                 cache: LatentCache | None = None, options: DecoderOptions | None = None) -> None:
+                 cache: LatentCache | None = None, options: DecoderOptions | None = None,
+                 speakers: SpeakerSet | None = None) -> None:
         from nixdistill.students.decoder import build_decoder
 
         super().__init__(cfg.train, options, cfg.source)
         self.teacher = teacher
+        self.speakers = speakers or choose_speakers(teacher.n_speakers, teacher.speaker_id_map)
         self.audio = cfg.audio
         self.decoder_cfg = decoder_cfg
         self.train_set = train_set
@@ -184,12 +187,12 @@ class DistilDecoderStage(Stage):
         """
         enc = self.encoder
         if self.source == "posterior":
-            out = enc(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, batch.sid,
+            out = enc(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._student_sid(batch),
                       noise_scale=self.encoder_noise)
             return fit_length(out.z_s, lat.z.shape[-1])
         memo = self._encoder_z if self.encoder_noise == 0 and self.cache is not None else None
         if memo is None or any(u not in memo for u in batch.utt_ids):
-            z = fit_length(enc.infer(batch.x, batch.x_lengths, batch.sid,
+            z = fit_length(enc.infer(batch.x, batch.x_lengths, self._student_sid(batch),
                                      noise_scale=self.encoder_noise, w_ceil=lat.w_ceil).z,
                            lat.z.shape[-1])
             if memo is not None:
@@ -203,6 +206,10 @@ class DistilDecoderStage(Stage):
 
     def _sid(self, batch) -> torch.Tensor | None:
         return speaker_ids(batch, self.teacher.n_speakers)
+
+    def _student_sid(self, batch) -> torch.Tensor | None:
+        """The student encoder's speaker ids [B] of the batch's teacher speakers."""
+        return self.speakers.student_sid(self._sid(batch))
 
     def training_step(self, batch, ctx) -> dict[str, Any]:
         w = self.loss_weights
@@ -334,9 +341,11 @@ class DistilDecoderStage(Stage):
         and with its own (``z_free``, ``frames``)."""
         batch = item.batch
         gen = torch.Generator(device=item.z.device).manual_seed(self.train_cfg.seed + i)
-        aligned = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, w_ceil=item.w_ceil,
+        aligned = self.encoder.infer(batch.x, batch.x_lengths, self._student_sid(batch),
+                                     w_ceil=item.w_ceil,
                                      generator=gen)
-        free = self.encoder.infer(batch.x, batch.x_lengths, batch.sid, generator=gen)
+        free = self.encoder.infer(batch.x, batch.x_lengths, self._student_sid(batch),
+                                  generator=gen)
         return {"z_aligned": fit_length(aligned.z, item.z.shape[-1]), "z_free": free.z,
                 "frames": int(free.y_mask.sum())}
 
@@ -347,7 +356,7 @@ def run_distil_decoder(
     latents: str = "auto", encoder_run: str | Path | None = None, device: str = "cpu",
     resume: bool = False, max_steps: int | None = None, max_minutes: float | None = None,
     seed: int | None = None, cache_dir: str | Path | None = None,
-    init_run: str | Path | None = None,
+    init_run: str | Path | None = None, speakers: str | None = None,
 ) -> TrainResult:
     """Train a student decoder (``nixdistill distil-decoder``).
 
@@ -367,6 +376,8 @@ def run_distil_decoder(
             point it at the encoder run's cache to reuse its teacher passes.
         init_run: a ``distil-decoder`` run whose decoder weights start this one (e.g. a short
             adversarial polish after a reconstruction-only run); same decoder config required.
+        speakers: a multi-speaker teacher's speakers (ids or names; default: the encoder
+            run's set, else all; see :mod:`nixdistill.distill.speakers`).
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop.
     Raises:
@@ -375,12 +386,16 @@ def run_distil_decoder(
     """
     inherited: dict[str, LatentSettings | None] = {}
     if encoder_run is not None:  # the encoder run fixed the latent settings first
-        enc_settings = (load_checkpoint(encoder_run).get("meta") or {}).get("latent_settings")
+        enc_meta = load_checkpoint(encoder_run).get("meta") or {}
+        enc_settings = enc_meta.get("latent_settings")
         inherited[f"encoder run {encoder_run}"] = (
             None if enc_settings is None else LatentSettings.from_dict(enc_settings))
+        if speakers is None and enc_meta.get("teacher_n_speakers", 0) > 1:
+            speakers = ",".join(str(i) for i in enc_meta["speakers"]["teacher_ids"])
     run = prepare_distillation(
         DistilDecoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
-        max_steps, max_minutes, seed, cache_dir=cache_dir, inherited_settings=inherited)
+        max_steps, max_minutes, seed, cache_dir=cache_dir, inherited_settings=inherited,
+        speakers=speakers)
     cfg = run.cfg
     dec_cfg = decoder_model_config(cfg.model, run.teacher.model_config.inter_channels, cfg.source)
     cfg = dataclasses.replace(cfg, model=dataclasses.asdict(dec_cfg))
@@ -389,7 +404,7 @@ def run_distil_decoder(
         encoder, _, _ = encoder_from_run(encoder_run, with_aligner=run.source == "posterior")
         encoder.requires_grad_(False).to(device)
     stage = DistilDecoderStage(run.teacher, cfg, dec_cfg, run.train_set, run.eval_set,
-                               run.source, encoder, run.cache, run.options)
+                               run.source, encoder, run.cache, run.options, run.speakers)
     if init_run is not None and not (resume and latest_checkpoint(out_dir) is not None):
         init = load_checkpoint(init_run)
         if "decoder" not in init.get("models", {}) or init["config"]["model"] != dict(cfg.model):

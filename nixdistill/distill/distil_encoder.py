@@ -58,6 +58,7 @@ from nixdistill.distill.losses_align import (
     gaussian_nll_loss,
     latent_mse_loss,
 )
+from nixdistill.distill.speakers import SpeakerSet, choose_speakers
 from nixdistill.distill.setup import (
     DistilOptions,
     encoder_model_config,
@@ -126,7 +127,8 @@ class DistilEncoderStage(Stage):
 
     def __init__(self, teacher, cfg: ExperimentConfig, encoder_cfg, train_set, eval_set,
                  source: str, cache: LatentCache | None = None,
-                 options: EncoderOptions | None = None) -> None:
+                 options: EncoderOptions | None = None,
+                 speakers: SpeakerSet | None = None) -> None:
         from nixdistill.students.encoder import NixEncoder
 
         super().__init__(cfg.train, options, cfg.source)
@@ -140,7 +142,10 @@ class DistilEncoderStage(Stage):
         self.latent_settings = self.options.latent_settings()
         self.options = self.options.with_latent_settings(self.latent_settings)
         self.encoder = NixEncoder(encoder_cfg)
-        self.n_speakers = encoder_cfg.n_speakers
+        self.speakers = speakers or choose_speakers(teacher.n_speakers, teacher.speaker_id_map)
+        if max(1, self.speakers.n_speakers) != max(1, encoder_cfg.n_speakers):
+            raise ConfigError(f"the encoder has {encoder_cfg.n_speakers} speakers, the speaker "
+                              f"set {self.speakers.n_speakers}")
 
     # -- loop interface --------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -150,7 +155,8 @@ class DistilEncoderStage(Stage):
         return {"encoder": self.encoder.parameters()}
 
     def _sid(self, batch) -> torch.Tensor | None:
-        return speaker_ids(batch, self.n_speakers)
+        """The student's speaker ids [B] of the batch's teacher speakers (None: one speaker)."""
+        return self.speakers.student_sid(speaker_ids(batch, self.teacher.n_speakers))
 
     def _teacher_sid(self, batch) -> torch.Tensor | None:
         return speaker_ids(batch, self.teacher.n_speakers)
@@ -317,7 +323,7 @@ def run_distil_encoder(
     teacher_ref: str | Path, data_ref: str | Path, config_ref: str | Path, out_dir: str | Path,
     latents: str = "auto", device: str = "cpu", resume: bool = False,
     max_steps: int | None = None, max_minutes: float | None = None, cache_latents: bool = False,
-    seed: int | None = None, cache_dir: str | Path | None = None,
+    seed: int | None = None, cache_dir: str | Path | None = None, speakers: str | None = None,
 ) -> TrainResult:
     """Train a student encoder (``nixdistill distil-encoder``).
 
@@ -340,6 +346,8 @@ def run_distil_encoder(
         seed: override ``train.seed``.
         cache_dir: latent cache folder overriding ``train.extra.cache_dir``; giving it switches
             caching on (the pipeline shares one cache between encoder and decoder stages).
+        speakers: a multi-speaker teacher's speakers to learn (ids or names, comma-separated;
+            default all; see :mod:`nixdistill.distill.speakers`).
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop. The checkpoint's
         ``config.model`` is the full encoder config and its ``meta`` holds the text frontend,
@@ -349,12 +357,14 @@ def run_distil_encoder(
     """
     run = prepare_distillation(
         DistilEncoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
-        max_steps, max_minutes, seed, cache_latents, cache_dir, drop_unalignable=True)
+        max_steps, max_minutes, seed, cache_latents, cache_dir, drop_unalignable=True,
+        speakers=speakers)
     cfg = run.cfg
-    encoder_cfg = encoder_model_config(cfg.model, run.teacher, cfg.source)
+    encoder_cfg = encoder_model_config(cfg.model, run.teacher, cfg.source,
+                                       run.speakers.n_speakers)
     cfg = dataclasses.replace(cfg, model=encoder_cfg.to_dict())
     stage = DistilEncoderStage(run.teacher, cfg, encoder_cfg, run.train_set, run.eval_set,
-                               run.source, run.cache, run.options)
+                               run.source, run.cache, run.options, run.speakers)
     if run.cache is not None:
         # the teacher runs once, batched by length, before the clock of max_minutes starts
         t0 = time.perf_counter()

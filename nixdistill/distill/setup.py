@@ -26,6 +26,7 @@ import torch
 
 from nixdistill.config import ExperimentConfig, config_from_raw, from_dict, load_config, train_overrides
 from nixdistill.errors import ConfigError, NixdistillError
+from nixdistill.distill.speakers import SpeakerSet, assign_speakers, choose_speakers
 from nixdistill.text.language import check_text_language
 from nixdistill.data import (AudioTextDataset, TextOnlyDataset, Utterance, train_val_utterances,
                     usable_utterances)
@@ -34,6 +35,12 @@ from nixdistill.distill.latents import (LatentCache, LatentSettings, choose_late
 from nixdistill.runs import CONFIG_FILENAME
 from nixdistill.teachers.vits import VITS, VITSConfig
 from nixdistill.distill.stage import Stage
+
+SPEAKER_DRAW_SEED = 0
+"""Seed of the speaker draw for text-only data (``--seed`` replaces it), the same in every
+stage so that the encoder and the decoder share one latent cache."""
+DEFAULT_GIN_CHANNELS = 256
+"""Speaker-embedding channels of a multi-speaker student whose teacher has none to copy."""
 
 __all__ = ["DistilOptions", "Distillation", "prepare_distillation", "encoder_model_config",
            "decoder_model_config", "TeachError", "TeachRun", "prepare_teach"]
@@ -215,7 +222,9 @@ class Distillation:
         train_set / eval_set: ``AudioTextDataset`` (posterior) or ``TextOnlyDataset`` (prior).
         cache: the latent cache, or ``None``.
         meta: JSON-able description stored in every checkpoint (stage, teacher, text frontend,
-            audio, latent source).
+            audio, latent source, speakers).
+        speakers: the teacher speakers the student learns
+            (:class:`~nixdistill.distill.speakers.SpeakerSet`).
     """
 
     teacher: Any
@@ -226,15 +235,17 @@ class Distillation:
     eval_set: AudioTextDataset | TextOnlyDataset
     cache: LatentCache | None
     meta: dict[str, Any]
+    speakers: SpeakerSet
 
 
 # ---------------------------------------------------------------------------- student configs
-def encoder_model_config(model: dict[str, Any], teacher, where: str):
+def encoder_model_config(model: dict[str, Any], teacher, where: str,
+                         n_speakers: int | None = None):
     """The :class:`NixEncoderConfig` of a ``model`` section, completed from the teacher.
 
     ``n_vocab`` comes from the teacher's text frontend, ``n_mels`` from its audio config,
-    ``inter_channels`` and ``n_speakers`` (and ``gin_channels`` for multi-speaker teachers, if
-    unset) from its model.
+    ``inter_channels`` (and ``gin_channels`` for multi-speaker students, if unset) from its
+    model, and ``n_speakers`` from the speaker set (``n_speakers``; default: the teacher's).
 
     Raises:
         ConfigError: unknown/bad fields, or values that contradict the teacher.
@@ -246,17 +257,20 @@ def encoder_model_config(model: dict[str, Any], teacher, where: str):
         "n_vocab": int(teacher.frontend.n_vocab),
         "n_mels": int(teacher.audio.n_mels),
         "inter_channels": int(teacher.model_config.inter_channels),
-        "n_speakers": int(teacher.n_speakers),
+        "n_speakers": int(teacher.n_speakers if n_speakers is None else n_speakers),
     }
     for key, value in derived.items():
         given = fields.setdefault(key, value)
         if key != "n_vocab" and given != value:
-            raise ConfigError(f"{where}: model.{key} ({given}) must equal the teacher's ({value})")
+            raise ConfigError(f"{where}: model.{key} ({given}) must equal the teacher's ({value})"
+                              if key != "n_speakers" else
+                              f"{where}: model.n_speakers ({given}) must equal the number of "
+                              f"speakers distilled ({value})")
     if fields["n_vocab"] < derived["n_vocab"]:
         raise ConfigError(f"{where}: model.n_vocab ({fields['n_vocab']}) is smaller than the "
                           f"teacher frontend's {derived['n_vocab']} symbols")
     if derived["n_speakers"] > 1 and not fields.get("gin_channels"):
-        fields["gin_channels"] = int(teacher.model_config.gin_channels or 0)
+        fields["gin_channels"] = int(teacher.model_config.gin_channels or 0) or DEFAULT_GIN_CHANNELS
     return from_dict(NixEncoderConfig, fields, f"{where}:model")
 
 
@@ -297,6 +311,7 @@ def prepare_distillation(
     cache_latents: bool = False, cache_dir: str | Path | None = None,
     drop_unalignable: bool = False,
     inherited_settings: dict[str, LatentSettings | None] | None = None,
+    speakers: str | None = None,
 ) -> Distillation:
     """Set up a distillation run (the steps are listed in the module docstring).
 
@@ -315,6 +330,9 @@ def prepare_distillation(
         inherited_settings: latent settings already fixed elsewhere, by origin (e.g. the encoder
             run a decoder trains on); with the cache's own, they fill the settings the config
             leaves unset (:func:`~nixdistill.distill.latents.resolve_latent_settings`).
+        speakers: ``--speakers``: the multi-speaker teacher's speakers to learn (comma-separated
+            ids or names; default all); with text-only data the teacher renders each sentence
+            for one of them, drawn balanced and seeded (:mod:`nixdistill.distill.speakers`).
     Raises:
         ConfigError, DataError, LatentError, TeacherError: unusable inputs.
         LanguageMismatchError: the text is evidently not in the teacher's language.
@@ -333,6 +351,15 @@ def prepare_distillation(
                         str(data_ref))
     has_audio = all(u.wav_path is not None for u in split.train + split.val)
     source = choose_latent_source(teacher, has_audio, latents)
+    speaker_set = choose_speakers(teacher.n_speakers, teacher.speaker_id_map, speakers)
+    draw = None
+    if teacher.n_speakers > 1:
+        # text without speakers of its own: the teacher says each sentence in a drawn voice
+        text_only = source == "prior" and all(int(u.speaker) == 0 for u in split.train)
+        draw_seed = SPEAKER_DRAW_SEED if seed is None else seed
+        train_utts, draw = assign_speakers(split.train, speaker_set, draw_seed, text_only)
+        val_utts, _ = assign_speakers(split.val, speaker_set, draw_seed + 1, text_only)
+        split = split._replace(train=train_utts, val=val_utts)
     if source == "posterior":
         if drop_unalignable:
             split = train_val_utterances(
@@ -352,7 +379,7 @@ def prepare_distillation(
     settings = resolve_latent_settings(options.explicit_latent_settings(), inherited)
     options = options.with_latent_settings(settings)
     if caching:
-        cache = open_latent_cache(root, teacher, source, settings)
+        cache = open_latent_cache(root, teacher, source, settings, draw)
     meta = {
         "stage": stage_cls.name,
         "teacher": teacher_description(teacher),
@@ -360,6 +387,9 @@ def prepare_distillation(
         "audio": dataclasses.asdict(teacher.audio),
         "latent_source": source,
         "latent_settings": options.latent_settings()._asdict(),
+        "speakers": speaker_set.to_dict(),
+        "teacher_n_speakers": int(teacher.n_speakers),
     }
     torch.manual_seed(cfg.train.seed)
-    return Distillation(teacher, cfg, options, source, train_set, eval_set, cache, meta)
+    return Distillation(teacher, cfg, options, source, train_set, eval_set, cache, meta,
+                        speaker_set)

@@ -16,8 +16,9 @@ Checkpoints are only read with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import importlib
+import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,8 @@ class Teacher:
         source: the resolved file the weights came from.
         has_posterior: True when ``enc_q`` exists (posterior latents possible).
         n_speakers: speakers (0 or 1: single-speaker).
+        speaker_id_map: speaker names -> ids (a Piper voice's ``speaker_id_map``; empty when
+            the checkpoint names none).
     """
 
     model: VITS
@@ -77,6 +80,7 @@ class Teacher:
     source: str
     has_posterior: bool
     n_speakers: int
+    speaker_id_map: dict[str, int] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -324,8 +328,14 @@ def _load_piper(onnx_path: Path, json_path: Path | None, device) -> Teacher:
     voice = load_piper_voice(onnx_path, json_path)
     frontend = _frontend(voice.text, voice.model_config.n_vocab, str(onnx_path))
     _freeze(voice.model, device)
+    config_path = json_path or onnx_path.with_name(onnx_path.name + ".json")
+    try:
+        names = json.loads(config_path.read_text(encoding="utf-8")).get("speaker_id_map") or {}
+    except (OSError, ValueError):
+        names = {}
+    speaker_id_map = {str(k): int(v) for k, v in names.items()} if voice.n_speakers > 1 else {}
     return Teacher(voice.model, voice.model_config, voice.audio, voice.text, frontend, "piper",
-                   str(onnx_path), False, voice.n_speakers)
+                   str(onnx_path), False, voice.n_speakers, speaker_id_map)
 
 
 def _piper_package(name: str) -> tuple[Path, Path] | None:

@@ -218,7 +218,8 @@ def teacher_fingerprint(teacher: Any) -> str:
 
 
 def open_latent_cache(root: str | Path, teacher: Any, source: str,
-                      settings: LatentSettings) -> LatentCache:
+                      settings: LatentSettings,
+                      speakers: dict[str, Any] | None = None) -> LatentCache:
     """The latent cache of (teacher, latent source, sampling settings) under ``root``.
 
     Both distillation stages open it the same way, so ``distil-decoder`` reuses the latents
@@ -227,13 +228,18 @@ def open_latent_cache(root: str | Path, teacher: Any, source: str,
     A teacher whose frontend names its phonemizer (``espeak``) records it too: latents of
     other phoneme ids (another phonemizer or version) are refused.
 
+    ``speakers`` (a multi-speaker teacher's draw, :func:`~nixdistill.distill.speakers.assign_speakers`)
+    joins the identity, so latents rendered for other speakers are refused.
+
     Raises:
-        LatentError: ``root`` already holds latents of another teacher, source, setting or
-            phonemizer.
+        LatentError: ``root`` already holds latents of another teacher, source, setting,
+            phonemizer or speaker draw.
     """
     identity = {"teacher": {"kind": teacher.kind, "sha1": teacher_fingerprint(teacher)},
                 "source": source, "settings": settings._asdict()}
     phonemizer = getattr(teacher.frontend, "phonemizer", None)
     if phonemizer is not None:
         identity["phonemizer"] = phonemizer
+    if speakers is not None:
+        identity["speakers"] = speakers
     return LatentCache(root, identity, teacher.audio.hop_length)
