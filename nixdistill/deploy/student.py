@@ -52,6 +52,9 @@ METADATA_KEYS = (
     "format", "format_version", "encoder_config", "decoder_config", "text_frontend", "audio",
     "teacher", "training_steps", "nixdistill_version",
 )
+OPTIONAL_METADATA_KEYS = ("speakers",)
+"""Metadata only some students have: ``speakers`` (a multi-speaker student's teacher ids and
+names, student id = index)."""
 ENCODER_PREFIX = "encoder."
 DECODER_PREFIX = "decoder."
 
@@ -339,6 +342,9 @@ def load_student(path: str | Path, device: torch.device | str = "cpu") -> Studen
             f"{FORMAT_VERSION!r}"
         )
     meta = {key: _json_field(metadata, key, path) for key in METADATA_KEYS}
+    for key in OPTIONAL_METADATA_KEYS:
+        if key in metadata:
+            meta[key] = _json_field(metadata, key, path)
     audio = from_dict(AudioConfig, meta["audio"], f"{path}:audio")
     frontend = frontend_from_dict(meta["text_frontend"])
     encoder = build_encoder(meta["encoder_config"])

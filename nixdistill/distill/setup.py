@@ -356,10 +356,15 @@ def prepare_distillation(
     if teacher.n_speakers > 1:
         # text without speakers of its own: the teacher says each sentence in a drawn voice
         text_only = source == "prior" and all(int(u.speaker) == 0 for u in split.train)
-        draw_seed = SPEAKER_DRAW_SEED if seed is None else seed
-        train_utts, draw = assign_speakers(split.train, speaker_set, draw_seed, text_only)
-        val_utts, _ = assign_speakers(split.val, speaker_set, draw_seed + 1, text_only)
-        split = split._replace(train=train_utts, val=val_utts)
+        # one draw over every utterance, so that stages with other validation splits agree
+        everyone = sorted(split.train + split.val, key=lambda u: u.utt_id)
+        drawn, draw = assign_speakers(everyone, speaker_set,
+                                      SPEAKER_DRAW_SEED if seed is None else seed, text_only)
+        speaker_of = {u.utt_id: u.speaker for u in drawn}
+        split = split._replace(**{
+            part: [dataclasses.replace(u, speaker=speaker_of[u.utt_id])
+                   for u in getattr(split, part) if u.utt_id in speaker_of]
+            for part in ("train", "val")})
     if source == "posterior":
         if drop_unalignable:
             split = train_val_utterances(
