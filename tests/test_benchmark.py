@@ -205,6 +205,13 @@ def test_quality_lanes_shipped_and_noise_sweep(tiny_models):
     assert q["as_shipped"]["scales"]["noise_scale"] == s.shipped.noise_scale
     assert q["as_shipped"]["duration_ratio"] > 0
     assert [row["noise_scale"] for row in rep.noise_sweep["student"]] == [0.0, 0.5]
+    # the frame-aligned lanes attribute their log-mel error to phoneme classes
+    by_class = q["mel_error_by_class"]
+    assert set(by_class) == {"student_teacher_durations", "teacher_z_student_decoder"}
+    for lane in by_class.values():
+        assert lane and all(v["log_mel_l1"] > 0 and v["frames"] > 0 for v in lane.values())
+    n_frames = sum(v["frames"] for v in by_class["student_teacher_durations"].values())
+    assert n_frames * t.audio.hop_length == rep.first_clips[t.name].size
     # reproducible: the same seed gives the same sampled clip
     again = quality_pass(t, [s], TEXTS[:1], noise_scales=[0.5], seed=3, asr_and_mos=False)
     assert again.noise_sweep["student"][0]["mcd_dtw_db"] == pytest.approx(rep.noise_sweep["student"][1]["mcd_dtw_db"])
@@ -530,3 +537,22 @@ def test_memory_is_measured_for_relative_paths_and_a_failure_loses_nothing(
                                settings=settings, device="cpu", command="test")
     (student,) = result.students
     assert student.memory is None and student.speed["1"]["rtf"]["median"] > 0
+
+
+def test_phoneme_classes_and_the_error_of_each():
+    from nixdistill.benchmark.phonemes import mel_error_by_class, phoneme_class
+    from nixdistill.config import AudioConfig
+
+    assert [phoneme_class(s) for s in ("t", "ʃ", "n", "aɪ", "ɜː", "ˈ", " ", "_", "^", "l")] == [
+        "plosive", "fricative", "nasal", "vowel", "vowel", "other", "other", "other", "other",
+        "liquid_glide"]
+    audio = AudioConfig(sample_rate=8000, n_fft=64, hop_length=16, win_length=64, n_mels=20)
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=16 * 10).astype(np.float32) * 0.1
+    hyp = ref.copy()
+    hyp[16 * 6:] += 0.3 * rng.normal(size=16 * 4).astype(np.float32)  # the last token only
+    out = mel_error_by_class(ref, hyp, [3, 3, 4], ["a", "n", "s"], audio)
+    assert {k: v[1] for k, v in out.items()} == {"vowel": 3, "nasal": 3, "fricative": 4}
+    assert out["fricative"][0] / 4 > 10 * max(out["vowel"][0] / 3, 1e-9)
+    with pytest.raises(ValueError, match="durations"):
+        mel_error_by_class(ref, hyp, [3, 7], ["a"], audio)

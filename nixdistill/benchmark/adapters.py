@@ -90,6 +90,7 @@ class TorchModel:
         shipped: the settings users get by default (student metadata, teacher ``.onnx.json``).
         parts / apart: inference modules by report name; training-only modules.
         device: torch device of the parameters.
+        symbols: the frontend's symbol of each token id (phoneme classes), or None.
     """
 
     name: str
@@ -106,6 +107,7 @@ class TorchModel:
     apart: dict[str, list[nn.Module]] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     runtime: str = "pytorch"
+    symbols: list[str] | None = None
 
     def prepare(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.tensor([ids], dtype=torch.long, device=self.device),
@@ -236,7 +238,7 @@ def teacher_view(teacher: Any, name: str = "teacher") -> TorchModel:
         path=str(source) if source.is_file() else None, audio=teacher.audio,
         language=language_of(teacher.text), encode_text=teacher.frontend.encode, encode=encode,
         decode=lambda z: model.decode(z, sid=sid), shipped=teacher_shipped(teacher),
-        parts=parts, apart=apart, device=device,
+        parts=parts, apart=apart, device=device, symbols=list(teacher.frontend.symbols),
     )
 
 
@@ -280,6 +282,7 @@ def student_view(student: Any, name: str, path: str | Path | None = None) -> Tor
         audio=student.audio, language=language_of(_text_config(student.frontend)),
         encode_text=student.frontend.encode, encode=encode, decode=lambda z: dec(z, g),
         shipped=student_shipped(student), parts=parts, apart=apart, device=device,
+        symbols=list(student.frontend.symbols),
     )
 
 

@@ -20,6 +20,11 @@ Lanes (noise 0, the teacher's durations), each scored against the teacher's nois
   the teacher decoder (encoder error);
 * ``student_teacher_durations``: the same student ``z`` -> the student decoder;
 * ``full_student``: the student's own durations and own decoder (MCD by DTW only).
+
+For ``student_teacher_durations`` and ``teacher_z_student_decoder`` the frames line up with the
+teacher's, so each student entry also has ``mel_error_by_class``: the mean log-mel error of the
+frames of each phoneme class (plosives, fricatives, nasals, vowels, ...;
+:mod:`nixdistill.benchmark.phonemes`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from nixdistill.benchmark.metrics import (
     uses_cer,
 )
 from .adapters import NOISE0, Scales, TorchModel
+from .phonemes import mel_error_by_class
 from .settings import BenchmarkError
 
 __all__ = ["LANES", "QualityReport", "quality_pass", "first_sentence_clips"]
@@ -143,6 +149,13 @@ class _Scorer:
         return mcd(ref, hyp, a.sample_rate, a.n_fft, a.hop_length, "frames" if frames else "dtw")
 
 
+def _add_by_class(acc: dict[str, list[float]], part: dict[str, tuple[float, int]]) -> None:
+    for cls, (total, frames) in part.items():
+        a = acc.setdefault(cls, [0.0, 0])
+        a[0] += total
+        a[1] += frames
+
+
 def _ratio(num: Sequence[Clip], den: Sequence[Clip]) -> float:
     """Mean over sentences of ``len(num_i) / len(den_i)``."""
     return float(statistics.fmean(len(a) / len(b) for a, b in zip(num, den)))
@@ -213,11 +226,19 @@ def quality_pass(teacher: TorchModel, students: Sequence[TorchModel], texts: Seq
         tz_sd: list[Clip | None] = []
         sz_td: list[Clip | None] = []
         sz_sd: list[Clip | None] = []
+        by_class: dict[str, dict[str, list[float]]] = {}
         for text, s, ok, (z_t, w_t) in zip(texts, seeds, same, t_zero_out):
             z_s = _encode(st, text, NOISE0, s, w_ceil=w_t)[0] if ok else None
             tz_sd.append(_decode(st, z_t) if ok else None)
             sz_td.append(_decode(teacher, z_s) if z_s is not None else None)
             sz_sd.append(_decode(st, z_s) if z_s is not None else None)
+            if ok and teacher.symbols is not None:
+                tokens = [teacher.symbols[i] for i in teacher.encode_text(text)]
+                durations = w_t.reshape(-1).tolist()
+                for lane, clip in (("student_teacher_durations", sz_sd[-1]),
+                                   ("teacher_z_student_decoder", tz_sd[-1])):
+                    _add_by_class(by_class.setdefault(lane, {}), mel_error_by_class(
+                        t_zero[len(sz_sd) - 1], clip, durations, tokens, st.audio))
         lane_clips = {"teacher": t_zero, "teacher_z_student_decoder": tz_sd,
                       "student_z_teacher_decoder": sz_td, "student_teacher_durations": sz_sd,
                       "full_student": s_zero}
@@ -253,6 +274,11 @@ def quality_pass(teacher: TorchModel, students: Sequence[TorchModel], texts: Seq
                 "mcd_db": _mean([sc.mcd(a, b, st) for a, b in zip(ts, ss)]),
             } for ss, ts in zip(s_ships, t_ships)])},
         }
+        if by_class:
+            entry["mel_error_by_class"] = {
+                lane: {c: {"log_mel_l1": v[0] / v[1], "frames": int(v[1])}
+                       for c, v in sorted(acc.items()) if v[1]}
+                for lane, acc in by_class.items()}
         if not all(same):
             entry["note"] = "student and teacher encode some sentences differently; those have no lanes"
         entries[st.name] = entry
