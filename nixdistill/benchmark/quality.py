@@ -10,8 +10,9 @@ A model as shipped samples its latents and durations, so one draw per sentence s
 roll of the dice: the joe teacher's Whisper WER as shipped on the 40 sentences of
 ``scripts/data/ljspeech_val40.txt`` was 0.056, 0.062, 0.060, 0.062 and 0.066 over this module's
 ``draws=5`` (docs/EXPERIMENTS.md, "WER as shipped: the teacher's draws"). ``draws > 1`` scores
-the as-shipped clips of every model ``draws`` times (draw ``k`` of sentence ``i`` uses seed ``seed + k * n + i`` for
-``n`` sentences; draw 0 is the single-draw clip) and reports the mean, with each draw's scores.
+the as-shipped clips of every model ``draws`` times (draw ``k`` of sentence ``i`` uses seed
+``seed + k * n + i`` for ``n`` sentences; draw 0 is the single-draw clip) and reports the mean,
+with each draw's scores.
 
 Lanes (noise 0, the teacher's durations), each scored against the teacher's noise-0 audio:
 
