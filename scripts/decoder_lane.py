@@ -5,10 +5,10 @@ once); each given decoder (a ``distil-decoder`` run folder or one of its checkpo
 that ``z``. The script reports, per decoder, DNSMOS P.835 (OVRL, SIG, BAK) of its audio and the
 log-mel L1 against the teacher's audio for the same ``z``, so decoders of different training
 settings or steps are compared on exactly the same input, without the encoder's error. It is
-the tool behind the decoder rows of the README's lever table (complex STFT loss, polish, DNSMOS
+the tool behind the decoder tables of docs/EXPERIMENTS.md (complex STFT loss, polish, DNSMOS
 against steps).
 
-    python scripts/decoder_lane.py --texts val40.txt --n 20 \\
+    python scripts/decoder_lane.py --texts scripts/data/ljspeech_val40.txt --n 20 \\
         runs/dec/checkpoints/step_00000750.pt runs/joe-quick/decoder --json lane.json
 
 With ``--encoder runs/joe-quick/encoder`` each decoder is also scored on that encoder's ``z``

@@ -1,4 +1,4 @@
-"""Optional int8 (issue 11): onnxruntime dynamic quantization of an exported Piper-format student.
+"""Optional int8: onnxruntime dynamic quantization of an exported Piper-format student.
 
 Quantizes the voice's graph with :func:`nixdistill.deploy.int8.quantize_int8` (onnxruntime's
 ``quantize_dynamic``; what ``nixdistill export --int8`` does with ``MatMul``) for each operator
@@ -9,7 +9,7 @@ the reference; a quantized one is worth keeping only when it is faster *and* its
 0.01.
 
     python scripts/int8_check.py --voice voices/en_US-joe_student-medium.onnx \
-        --texts heldout.txt --n 40 --out int8.json
+        --texts scripts/data/ljspeech_val40.txt --n 40 --out int8.json
 """
 
 from __future__ import annotations

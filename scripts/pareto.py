@@ -13,7 +13,7 @@ and latency of each report), as Markdown and JSON.
         --point tiny=runs/joe-tiny/heldout/benchmark.json --out docs/results/pareto
 
 Quality is read "as shipped" where the report has it (each model at its default settings), and
-MCD at noise 0 with the teacher's durations (the fidelity issue's setting).
+MCD at noise 0 with the teacher's durations (the setting of the MCD target).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Issue 13 checks on a real student: the exported Piper voice spoken by piper-tts, against the
+"""Piper checks on a real student: the exported Piper voice spoken by piper-tts, against the
 same student run through nixdistill (Whisper-base WER on held-out sentences), and streaming
 time-to-first-audio against one-shot latency on a ~20-second paragraph (1 thread).
 
     python scripts/piper_check.py --student runs/joe-quick/student.safetensors \
-        --voice voices/en_US-joe_student-medium.onnx --texts heldout.txt --n 40
+        --voice voices/en_US-joe_student-medium.onnx --texts scripts/data/ljspeech_val40.txt --n 40
 
 Both paths synthesize at the student's shipped defaults (Piper reads them from the voice's
 ``.onnx.json``) with Piper's peak normalisation off, so only the runtime differs.

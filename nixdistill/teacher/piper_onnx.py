@@ -3,7 +3,7 @@
 A Piper ``.onnx`` holds ``enc_p``, ``dp`` (stochastic duration predictor), ``flow`` and
 ``dec``, but no ``enc_q``, no ``dp.post_*`` and no ``dp.flows.1`` (unused at inference), so
 the rebuilt model is prior-only (``has_posterior=False``). Weights come from the graph's
-initializers, which mostly keep their PyTorch names; the exceptions (DESIGN.md section 3):
+initializers, which mostly keep their PyTorch names; the exceptions:
 
 - anonymous ``onnx::Conv_NNNN`` tensors are flow WaveNet weights with weight norm folded in;
   each is named after the Conv node that consumes it
