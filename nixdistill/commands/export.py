@@ -1,11 +1,11 @@
-"""``nixdistill export``: encoder run + decoder run -> one student file (safetensors, ONNX or a
-Piper voice)."""
+"""``nixdistill export``: encoder run + decoder run -> one student file (safetensors, ONNX, a
+Piper voice with sherpa-onnx's tokens.txt, or a static web page that speaks it offline)."""
 
 from __future__ import annotations
 
 import click
 
-FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
+FORMAT_CHOICES = ["safetensors", "onnx", "piper", "web"]
 
 
 @click.command("export")
@@ -15,20 +15,30 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
               help="A distil-decoder run folder (or checkpoint).")
 @click.option("--student", "student_path", default=None, type=click.Path(exists=True),
               help="Instead of the two runs: an exported student.safetensors (e.g. the "
-                   "pipeline's), converted with its shipped defaults to --format onnx/piper.")
+                   "pipeline's), converted with its shipped defaults to --format onnx/piper/web.")
+@click.option("--voice", "voice_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="--format web: put this Piper voice (.onnx next to its .onnx.json, e.g. an "
+                   "earlier --format piper export) on the page instead of a student.")
 @click.option("--out", "out_path", required=True, type=click.Path(),
               help="Output file: student.safetensors; NAME.onnx with --format onnx; with "
                    "--format piper DIR/<lang>-<name>-<quality>.onnx, or a folder (ending in /) "
-                   "to name the voice after its teacher, e.g. DIR/en_US-joe_nix-medium.onnx.")
+                   "to name the voice after its teacher, e.g. DIR/en_US-joe_nix-medium.onnx; "
+                   "with --format web the page's folder.")
 @click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="safetensors",
               show_default=True,
               help="onnx writes NAME.encoder.onnx, NAME.decoder.onnx and NAME.onnx.json; piper "
-                   "writes one graph NAME.onnx + NAME.onnx.json that Piper runtimes load.")
+                   "writes one graph NAME.onnx + NAME.onnx.json that Piper runtimes load, and "
+                   "tokens.txt beside it for sherpa-onnx; web writes a static page (serve the "
+                   "folder, e.g. python -m http.server) that speaks the voice in the browser "
+                   "with onnxruntime-web and piper-tts-web's WASM phonemizer (needs npm once).")
 @click.option("--teacher-config", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="--format piper: the teacher voice's .onnx.json (default: the one next to "
-                   "the teacher .onnx the runs recorded).")
+              help="--format piper/web: the teacher voice's .onnx.json (default: the one next "
+                   "to the teacher .onnx the runs recorded).")
+@click.option("--with-teacher", is_flag=True,
+              help="--format web: also put the teacher voice on the page (a Piper teacher whose "
+                   ".onnx is still where the student records it), to compare the two.")
 @click.option("--int8", is_flag=True,
-              help="--format onnx/piper: store MatMul weights as int8 (onnxruntime dynamic "
+              help="--format onnx/piper/web: store MatMul weights as int8 (onnxruntime dynamic "
                    "quantization; convolutions stay float). Measured in onnxruntime at 1 thread: "
                    "the 2.3M joe-quick student 1.05-1.22x faster (23.7 vs 29.0 ms per sentence on "
                    "one machine, 47.5 vs 50.1 on another; 8.6 instead of 12.9 MB), the earlier 4.2M one 1.12x faster with the same "
@@ -41,7 +51,8 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper"]
 @click.option("--noise-scale-w", type=float, default=None,
               help="The student's shipped duration noise (stochastic duration predictor).")
 def command(encoder_run: str | None, decoder_run: str | None, student_path: str | None,
-            out_path: str, fmt: str, teacher_config: str | None, int8: bool,
+            voice_path: str | None, out_path: str, fmt: str, teacher_config: str | None,
+            with_teacher: bool, int8: bool,
             noise_scale: float | None, length_scale: float | None,
             noise_scale_w: float | None) -> None:
     """Export a trained student (inference weights + metadata) from its two runs."""
@@ -54,11 +65,26 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
     defaults = {k: v for k, v in (("noise_scale", noise_scale), ("length_scale", length_scale),
                                   ("noise_scale_w", noise_scale_w)) if v is not None}
     if int8 and fmt == "safetensors":
-        raise click.UsageError("--int8 quantizes ONNX graphs: use it with --format onnx or piper")
+        raise click.UsageError("--int8 quantizes ONNX graphs: use it with --format onnx, piper "
+                               "or web")
+    if with_teacher and fmt != "web":
+        raise click.UsageError("--with-teacher puts the teacher on the web page: use it with "
+                               "--format web")
+    if voice_path is not None:
+        if fmt != "web" or student_path or encoder_run or decoder_run or defaults \
+                or teacher_config:
+            raise click.UsageError("--voice puts an exported Piper voice on a page: use it with "
+                                   "--format web alone (no --student, runs, scales or "
+                                   "--teacher-config)")
+        from nixdistill.deploy.web import export_web
+
+        _report_web(export_web(out_path, voice=voice_path, int8=int8, with_teacher=with_teacher))
+        return
     if student_path is not None:
         if encoder_run or decoder_run or defaults or fmt == "safetensors":
-            raise click.UsageError("--student converts an exported student to --format onnx or "
-                                   "piper as it is; it takes no --encoder/--decoder or scales")
+            raise click.UsageError("--student converts an exported student to --format onnx, "
+                                   "piper or web as it is; it takes no --encoder/--decoder or "
+                                   "scales")
     elif encoder_run is None or decoder_run is None:
         raise click.UsageError("give --encoder and --decoder runs, or --student FILE")
     if fmt == "safetensors":
@@ -66,14 +92,20 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
         click.echo(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)", err=True)
         return
     from nixdistill.deploy.onnx import export_onnx
-    from nixdistill.deploy.piper_voice import export_piper
+    from nixdistill.deploy.piper_voice import export_piper, write_sherpa_tokens
+    from nixdistill.deploy.web import export_web
 
     with tempfile.TemporaryDirectory() as tmp:
         student = (Path(student_path) if student_path is not None else
                    export_student(encoder_run, decoder_run, Path(tmp) / "student.safetensors",
                                   defaults))
+        if fmt == "web":
+            _report_web(export_web(out_path, student=student, teacher_config=teacher_config,
+                                   int8=int8, with_teacher=with_teacher))
+            return
         if fmt == "piper":
             paths = export_piper(student, out_path, teacher_config, int8=int8)
+            click.echo(f"wrote {write_sherpa_tokens(paths.config)} (sherpa-onnx)", err=True)
         else:
             paths = export_onnx(student, out_path, int8=int8)
     for p in paths:
@@ -84,3 +116,12 @@ def command(encoder_run: str | None, decoder_run: str | None, student_path: str 
         click.echo(f"int8: {record['quantized_weights']} MatMul weight(s) quantized"
                    + ("" if record["quantized_weights"] else
                       " (this student has none: the graph computes as in float)"), err=True)
+
+
+def _report_web(page) -> None:
+    """One line per voice and the page's total size, on stderr."""
+    for voice in page.voices:
+        click.echo(f"wrote {voice} ({voice.stat().st_size / 1e6:.2f} MB)", err=True)
+    click.echo(f"wrote {page.index} (page folder {page.size_bytes / 1e6:.1f} MB); serve it, e.g. "
+               f"`python -m http.server -d {page.index.parent}`, and open http://localhost:8000",
+               err=True)

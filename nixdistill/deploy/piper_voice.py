@@ -23,7 +23,9 @@ from nixdistill.deploy.int8 import quantize_int8
 from nixdistill.deploy.graphs import OnnxExportError, PiperGraph, require_onnx, trace_graph
 
 __all__ = ["STUDENT_SUFFIX", "PiperPaths", "export_piper", "piper_voice_config", "piper_voice_name",
-           "read_teacher_config", "student_dataset_name", "teacher_piper_config"]
+           "read_teacher_config", "student_dataset_name", "teacher_piper_config",
+           "SHERPA_TOKENS_NAME", "sherpa_tokens", "write_sherpa_tokens",
+           "sherpa2_phoneme_codepoints"]
 
 
 class PiperPaths(NamedTuple):
@@ -229,3 +231,92 @@ def export_piper(student_path: str | Path, out_path: str | Path,
     onnx.save(model, str(out))
     paths.config.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
     return paths
+
+
+#: File name sherpa-onnx's Piper recipes give the token table of a voice (``vits.tokens``).
+SHERPA_TOKENS_NAME = "tokens.txt"
+
+
+def sherpa_tokens(config: dict[str, Any]) -> str:
+    """The ``tokens.txt`` sherpa-onnx reads for a Piper voice, from its ``phoneme_id_map``.
+
+    The format of sherpa-onnx's own Piper conversion (``scripts/piper/add_meta_data.py``,
+    ``generate_tokens``): one ``"<symbol> <id>"`` line per map entry, in map order, with the
+    first id of each entry; the space symbol is written as it is (the line ``"  3"``) and the
+    newline symbol, which a line cannot hold, is left out.
+
+    Args:
+        config: a Piper ``.onnx.json`` (parsed).
+    Returns:
+        the file's text, newline-terminated lines.
+    Raises:
+        OnnxExportError: the config has no ``phoneme_id_map`` or an entry without ids.
+    """
+    id_map = config.get("phoneme_id_map")
+    if not isinstance(id_map, dict) or not id_map:
+        raise OnnxExportError("the voice config has no phoneme_id_map: sherpa-onnx needs one "
+                              "for tokens.txt")
+    lines = []
+    for symbol, ids in id_map.items():
+        if symbol == "\n":
+            continue
+        first = ids[0] if isinstance(ids, list) and ids else ids
+        if not isinstance(first, int):
+            raise OnnxExportError(f"phoneme_id_map entry {symbol!r} has no id: {ids!r}")
+        lines.append(f"{symbol} {first}\n")
+    return "".join(lines)
+
+
+def write_sherpa_tokens(voice_config: str | Path, out: str | Path | None = None) -> Path:
+    """Write the sherpa-onnx ``tokens.txt`` of a Piper voice (:func:`sherpa_tokens`).
+
+    Args:
+        voice_config: the voice's ``.onnx.json``.
+        out: the file to write; default :data:`SHERPA_TOKENS_NAME` next to the voice.
+    Returns:
+        the path written.
+    Raises:
+        OnnxExportError: the config is unreadable or has no ``phoneme_id_map``.
+    """
+    voice_config = Path(voice_config)
+    try:
+        config = json.loads(voice_config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OnnxExportError(f"{voice_config}: not a readable voice config ({e})") from None
+    path = Path(out) if out is not None else voice_config.with_name(SHERPA_TOKENS_NAME)
+    path.write_text(sherpa_tokens(config), encoding="utf-8")
+    return path
+
+
+def sherpa2_phoneme_codepoints(voice_config: dict[str, Any], text: str) -> list[list[int]]:
+    """The phonemes sherpa-onnx 2.x needs from outside (``GenerationConfig.phoneme_codepoints``).
+
+    sherpa-onnx 2.0.0 dropped its espeak-ng frontend (GPL), so a Piper voice only speaks when
+    the caller phonemizes: one list of Unicode codepoints per sentence, the phoneme string of
+    that sentence; sherpa adds ``^ _ ... _ $`` and looks the codepoints up in ``tokens.txt``.
+    This gives piper-tts's own phonemes (its espeak-ng build, the one Piper voices are trained
+    on), so sherpa 2.x speaks the ids ``PiperVoice.phonemes_to_ids`` gives.
+
+    Args:
+        voice_config: the voice's ``.onnx.json`` (parsed): ``espeak.voice`` selects the
+            language and ``phoneme_id_map`` the symbols.
+        text: what to say, any number of sentences.
+    Returns:
+        ``[[codepoint, ...] per sentence]``; ``[]`` for blank text.
+    Raises:
+        TextError: piper-tts is missing or rejects the language. OnnxExportError: the voice
+        is not an espeak Piper voice, or merges ``vowel_clusters`` (sherpa would split the
+        merged symbols into single codepoints again).
+    """
+    from nixdistill.text import EspeakFrontend
+
+    if voice_config.get("phoneme_type", "espeak") != "espeak" or not voice_config.get(
+            "phoneme_id_map"):
+        raise OnnxExportError("sherpa-onnx 2.x phoneme codepoints are made here for espeak "
+                              "Piper voices only (phoneme_type 'espeak' with a phoneme_id_map)")
+    if voice_config.get("vowel_clusters"):
+        raise OnnxExportError("this voice merges vowel_clusters into multi-codepoint symbols, "
+                              "which sherpa-onnx's codepoint lookup cannot express")
+    frontend = EspeakFrontend(language=str(voice_config["espeak"]["voice"]),
+                              phoneme_id_map=voice_config["phoneme_id_map"])
+    return [[ord(c) for c in "".join(s)] for s in frontend.sentence_phonemes(text)]
