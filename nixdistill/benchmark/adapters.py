@@ -199,8 +199,8 @@ def size_report(m: TorchModel) -> dict[str, Any]:
     }
 
 
-def _sid(n_speakers: int, device: torch.device) -> torch.Tensor | None:
-    return torch.zeros(1, dtype=torch.long, device=device) if n_speakers > 1 else None
+def _sid(n_speakers: int, device: torch.device, speaker: int = 0) -> torch.Tensor | None:
+    return torch.tensor([speaker], dtype=torch.long, device=device) if n_speakers > 1 else None
 
 
 def teacher_shipped(teacher: Any) -> Scales:
@@ -215,12 +215,13 @@ def teacher_shipped(teacher: Any) -> Scales:
                   float(inf.get("noise_w", VITS_DEFAULTS.noise_scale_w)))
 
 
-def teacher_view(teacher: Any, name: str = "teacher") -> TorchModel:
+def teacher_view(teacher: Any, name: str = "teacher", speaker: int = 0) -> TorchModel:
     """Wrap a :class:`nixdistill.teacher.loader.Teacher`: ``model.prior_latents`` (``enc_p``, ``dp``,
-    ``flow``) then ``model.decode`` (``dec``). Speaker 0 for multi-speaker teachers."""
+    ``flow``) then ``model.decode`` (``dec``). ``speaker``: the teacher speaker id of a
+    multi-speaker teacher."""
     model = teacher.model
     device = teacher.device
-    sid = _sid(teacher.n_speakers, device)
+    sid = _sid(teacher.n_speakers, device, speaker)
 
     def encode(x, x_lengths, scales: Scales, w_ceil=None, generator=None):
         p = model.prior_latents(x, x_lengths, sid=sid, noise_scale=scales.noise_scale,
@@ -253,8 +254,10 @@ def student_shipped(student: Any) -> Scales:
                   float(cfg.get("noise_scale_w", NixEncoderConfig.noise_scale_w)))
 
 
-def student_view(student: Any, name: str, path: str | Path | None = None) -> TorchModel:
-    """Wrap a :class:`nixdistill.deploy.student.Student`: ``encoder.infer`` then ``decoder(z, g)``.
+def student_view(student: Any, name: str, path: str | Path | None = None,
+                 speaker: int = 0) -> TorchModel:
+    """Wrap a :class:`nixdistill.deploy.student.Student`: ``encoder.infer`` then ``decoder(z, g)``
+    (``speaker``: the student speaker id of a multi-speaker student).
 
     Sizes are grouped by the encoder's top-level modules among its inference weights
     (``encoder.inference_state_dict()``, so never the training-only aligner) plus the decoder.
@@ -262,7 +265,7 @@ def student_view(student: Any, name: str, path: str | Path | None = None) -> Tor
     enc, dec = student.encoder, student.decoder
     device = next(dec.parameters()).device
     n_speakers = int((student.metadata.get("encoder_config") or {}).get("n_speakers", 0))
-    sid = _sid(n_speakers, device)
+    sid = _sid(n_speakers, device, speaker)
     g = student.speaker_embedding(sid)
 
     def encode(x, x_lengths, scales: Scales, w_ceil=None, generator=None):

@@ -84,6 +84,20 @@ def _quality_rows(r: BenchmarkResult) -> list[list[str]]:
     return rows
 
 
+def _speaker_rows(r: BenchmarkResult) -> list[list[str]]:
+    """One row per scored speaker of each multi-speaker student, then their mean."""
+    rows = []
+    for s in r.students:
+        block = (s.quality or {}).get("speakers")
+        if not block:
+            continue
+        for speaker, v in [*block["per_speaker"].items(), ("mean", block["mean"])]:
+            rows.append([s.name, speaker, str(v.get("n_sentences", "")), _fmt(v["mcd_db"], 2),
+                         _fmt(v["mcd_teacher_durations_db"], 2), _fmt(v["asr_error_rate"]),
+                         _fmt(v["dnsmos_ovrl"], 2), _fmt(v["duration_ratio"], 3)])
+    return rows
+
+
 def tables(r: BenchmarkResult) -> list[Table]:
     """(title, header, rows) of every report table, shared by Markdown and Rich output."""
     entries = [r.teacher, *r.students]
@@ -128,6 +142,18 @@ def tables(r: BenchmarkResult) -> list[Table]:
             out.append(("Attribution lanes (noise 0, teacher durations; MCD to the teacher)",
                         ["student", "lane", "n", "MCD dB (DTW)", "MCD dB (frames)", "ASR error",
                          "DNSMOS ovrl", "duration ratio"], rows))
+        rows = [[s.name, cls, _fmt(v["log_mel_l1"], 3), str(v["frames"])]
+                for s in r.students for cls, v in
+                ((s.quality or {}).get("mel_error_by_class") or {}).get(
+                    "student_teacher_durations", {}).items()]
+        if rows:
+            out.append(("Log-mel error by phoneme class (student z and decoder, teacher durations)",
+                        ["student", "class", "log-mel L1", "frames"], rows))
+        rows = _speaker_rows(r)
+        if rows:
+            out.append(("By speaker (noise 0; the teacher as the same speaker)",
+                        ["student", "speaker", "n", "MCD dB", "MCD dB (teacher durations)",
+                         "ASR error", "DNSMOS ovrl", "duration ratio"], rows))
         rows = [[s, _fmt(v["noise_scale"], 3), _fmt(v["asr_error_rate"]), _fmt(v["dnsmos_ovrl"], 2),
                  _fmt(v["mcd_dtw_db"], 2), _fmt(v["duration_ratio"], 3)]
                 for s, sweep in r.noise_sweep.items() for v in sweep]

@@ -180,6 +180,40 @@ def _memory(m: TorchModel | OrtModel, ref: Any, texts: Sequence[str], device: st
     return {**mem, "peak_rss_delta_mb": mem["synthesis_peak_delta_mb"], "cuda_peak_mb": None}
 
 
+def speaker_quality(teacher: Any, student: Any, name: str, sentences: Sequence[str],
+                    cfg: BenchmarkSettings) -> dict[str, Any] | None:
+    """A multi-speaker student scored over ``cfg.speakers`` of its speakers, each against the
+    teacher speaking as that speaker; None for a single-speaker student.
+
+    Sentence ``i`` is said by the ``i mod K``-th speaker (``K`` spread evenly over the set).
+    Returns ``{"per_speaker": {speaker name: {asr_error_rate, dnsmos_ovrl, duration_ratio,
+    mcd_db, mcd_teacher_durations_db, n_sentences}}, "mean": {the same, averaged}}``; WER and
+    DNSMOS are None where their packages are missing.
+    """
+    speakers = student.metadata.get("speakers")
+    n = len((speakers or {}).get("teacher_ids", []))
+    if n < 2:
+        return None
+    k = min(cfg.speakers, n, len(sentences))
+    per_speaker: dict[str, dict[str, Any]] = {}
+    for j in range(k):
+        sid = j * n // k
+        texts = list(sentences[j::k])
+        t_view = teacher_view(teacher, speaker=int(speakers["teacher_ids"][sid]))
+        s_view = student_view(student, name, speaker=sid)
+        q = quality_pass(t_view, [s_view], texts, (), cfg.seed, draws=1).entries[name]
+        per_speaker[str(speakers["names"][sid])] = {
+            "n_sentences": len(texts), "asr_error_rate": q.get("asr_error_rate"),
+            "dnsmos_ovrl": (q.get("dnsmos") or {}).get("ovrl"),
+            "duration_ratio": q.get("duration_ratio"), "mcd_db": q.get("mcd_db"),
+            "mcd_teacher_durations_db": q.get("mcd_teacher_durations_db")}
+    keys = ("asr_error_rate", "dnsmos_ovrl", "duration_ratio", "mcd_db", "mcd_teacher_durations_db")
+    mean = {key: (None if any(v[key] is None for v in per_speaker.values())
+                  else sum(v[key] for v in per_speaker.values()) / len(per_speaker))
+            for key in keys}
+    return {"per_speaker": per_speaker, "mean": mean}
+
+
 def run_benchmark(
     teacher_ref: Any,
     student_refs: Sequence[Any] = (),
@@ -254,6 +288,10 @@ def run_benchmark(
                                draws=cfg.draws)
         for name, q in quality.entries.items():
             entries[name].quality = q
+        for m, student in zip(s_models, students):
+            by_speaker = speaker_quality(teacher, student, m.name, sentences, cfg)
+            if by_speaker is not None:
+                entries[m.name].quality["speakers"] = by_speaker
     s_names = [m.name for m in s_models]
     streaming = {m.name: streaming_latency(s, " ".join(sentences[:STREAM_SENTENCES]))
                  for m, s in zip(s_models, students)}

@@ -49,6 +49,8 @@ class BenchmarkSettings:
         seed: seed of every sampled clip (sentence ``i`` uses ``seed + i``).
         draws: as-shipped clips per sentence and model, scored as their mean (a sampled
             model's WER moves with the seed; see :mod:`nixdistill.benchmark.quality`).
+        speakers: a multi-speaker student is also scored over this many of its speakers
+            (spread over its set; sentence ``i`` is said by speaker ``i mod speakers``).
     """
 
     n_sentences: int = DEFAULT_N_SENTENCES
@@ -62,6 +64,7 @@ class BenchmarkSettings:
     noise_scales: str = ""
     seed: int = 0
     draws: int = 1
+    speakers: int = 4
 
     def __post_init__(self) -> None:
         if self.n_sentences < 1:
@@ -71,6 +74,8 @@ class BenchmarkSettings:
                 f"need repeats >= 1 and warmup >= 0, got {self.repeats} and {self.warmup}")
         if self.draws < 1:
             raise BenchmarkError(f"draws must be >= 1, got {self.draws}")
+        if self.speakers < 1:
+            raise BenchmarkError(f"speakers must be >= 1, got {self.speakers}")
         if self.int8 and not self.onnxruntime:
             raise BenchmarkError("int8 times ONNX Runtime copies of the students: it needs "
                                  "onnxruntime on")
