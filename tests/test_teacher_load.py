@@ -192,7 +192,8 @@ def test_errors_are_clear(tmp_path):
 def write_fake_piper(tmp_path: Path, model: VITS, phoneme_id_map: dict, **config) -> Path:
     """A Piper-layout ONNX file (initializers + the nodes the rebuild reads; not runnable):
     folded weight norm, anonymous flow conv weights, the embedding named ``sid``, the SDP's
-    ``exp(-logs)``, and no ``enc_q`` / ``dp.post_*`` / ``dp.flows.1``; ``config`` adds
+    ``exp(-logs)`` (used by its ``Mul``, which the structural rebuild reads it through), and no
+    ``enc_q`` / ``dp.post_*`` / ``dp.flows.1``; ``config`` adds
     ``.onnx.json`` fields."""
     import onnx
     from onnx import helper, numpy_helper
@@ -218,8 +219,9 @@ def write_fake_piper(tmp_path: Path, model: VITS, phoneme_id_map: dict, **config
             name = "sid"
             nodes.append(helper.make_node("Gather", [name, "input"], ["e"],
                                           name="/enc_p/emb/Gather"))
-        elif k == "dp.flows.0.logs":
+        elif k == "dp.flows.0.logs":  # the reversed ElementwiseAffine: (z - m) * exp(-logs)
             name, a = "/dp/flows.0/Exp_output_0", np.exp(-a)
+            nodes.append(helper.make_node("Mul", ["z", name], ["o"], name="/dp/flows.0/Mul"))
         else:
             name = k
         inits.append(numpy_helper.from_array(np.ascontiguousarray(a), name))

@@ -2,25 +2,28 @@
 
 A Piper ``.onnx`` holds ``enc_p``, ``dp`` (stochastic duration predictor), ``flow`` and
 ``dec``, but no ``enc_q``, no ``dp.post_*`` and no ``dp.flows.1`` (unused at inference), so
-the rebuilt model is prior-only (``has_posterior=False``). Weights come from the graph's
-initializers, which mostly keep their PyTorch names; the exceptions:
+the rebuilt model is prior-only (``has_posterior=False``).
 
-- anonymous ``onnx::Conv_NNNN`` tensors are flow WaveNet weights with weight norm folded in;
-  each is named after the Conv node that consumes it
-  (``/flow/flows.6/enc/in_layers.0/Conv`` -> ``flow.flows.6.enc.in_layers.0.weight``);
-- the embedding table may carry another name (``sid`` in en_US-joe-medium); it is named after
-  its consuming ``/enc_p/emb/Gather`` node;
-- ``dp.flows.0.logs`` is stored as ``/dp/flows.0/Exp_output_0 = exp(-logs)``.
+Weights are found by graph structure, not by initializer names
+(:mod:`nixdistill.teacher.onnx_graph`): each parameter through the module scope and input
+position of the node that uses it. So the rebuild survives what exporters do to names: one
+initializer for several identical tensors, ``exp(-logs)`` or ``-logs`` folded into anonymous
+tensors (torch 2.0 resp. 2.13), folded weight-norm convs named ``onnx::Conv_NNNN``, an
+embedding table named ``sid``, renamed initializers, and the dynamo exporter's in-graph weight
+norm (opset 18). A graph without module scopes (torch < 1.13 node names) cannot be mapped.
 
 Hyperparameters are read from tensor shapes and node attributes (strides, dilations), so
-x-low/low/medium/high voices all rebuild. The model's ``dec`` and ``flow`` have weight norm
-removed, matching the folded weights.
+x-low/low/medium/high and multi-speaker voices all rebuild; the speaker count and embedding
+width come from ``emb_g``. The model's ``dec`` and ``flow`` have weight norm removed, matching
+the folded weights. Source of the layout: piper1-gpl ``piper.train.vits`` (``SynthesizerTrn``)
+and its ``export_onnx.py``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,8 @@ import numpy as np
 import torch
 
 from nixdistill.config import AudioConfig, TextConfig
-from nixdistill.errors import NixdistillError
+from nixdistill.errors import ConfigError, NixdistillError
+from nixdistill.teacher.onnx_graph import GraphError, GraphMapping, map_module_graph
 from nixdistill.teachers.vits import VITS, VITSConfig
 
 #: STFT settings of every Piper voice (piper1-gpl training defaults); only ``sample_rate``
@@ -37,8 +41,8 @@ from nixdistill.teachers.vits import VITS, VITSConfig
 PIPER_N_FFT = 1024
 PIPER_WIN_LENGTH = 1024
 PIPER_N_MELS = 80
-#: Name of the graph value holding exp(-logs) of the SDP's first ElementwiseAffine.
-_EXP_NEG_LOGS = "/dp/flows.0/Exp_output_0"
+#: Parameters a Piper export never holds: the reversed SDP skips ``dp.flows.1``.
+_NOT_EXPORTED = ("dp.flows.1.",)
 
 
 class PiperError(NixdistillError):
@@ -66,116 +70,161 @@ class PiperVoice:
     inference: dict[str, float]
 
 
-def _node_key(node_name: str) -> str:
-    """``/flow/flows.6/enc/in_layers.0/Conv`` -> ``flow.flows.6.enc.in_layers.0``."""
-    parts = [p for p in node_name.split("/") if p]
-    return ".".join(parts[:-1])
+def map_piper_graph(onnx_path: str | Path) -> GraphMapping:
+    """The state-dict tensors of a Piper voice, found by graph structure.
+
+    Args:
+        onnx_path: the voice's ``.onnx``.
+    Returns:
+        :class:`~nixdistill.teacher.onnx_graph.GraphMapping` (weights as float32 arrays, Conv
+        attributes by module key, the op types of each module scope).
+    Raises:
+        PiperError: unreadable file, a constant that cannot be evaluated, or two nodes that
+            give one parameter different values.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as e:  # onnx raises several unrelated types for bad files
+        raise PiperError(f"{onnx_path}: not a readable ONNX model ({e})") from None
+    try:
+        mapping = map_module_graph(model)
+    except GraphError as e:
+        raise PiperError(f"{onnx_path}: {e}") from None
+    if mapping.conflicts:
+        raise PiperError(f"{onnx_path}: {len(mapping.conflicts)} parameters get different values "
+                         f"from different nodes, e.g. {mapping.conflicts[0]}")
+    return mapping
 
 
 def read_onnx_weights(onnx_path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """PyTorch-named weights and the attributes of named Conv/ConvTranspose nodes.
+    """PyTorch-named weights and the attributes of Conv/ConvTranspose nodes of a Piper voice.
+
+    A thin view of :func:`map_piper_graph`.
 
     Returns:
-        (weights {state-dict key: array}, attrs {module key: {attribute: value}}).
+        (weights {state-dict key: float32 array}, attrs {module key: {attribute: value}}).
     Raises:
-        PiperError: unreadable file.
+        PiperError: as :func:`map_piper_graph`.
     """
-    import onnx
-    from onnx import numpy_helper
-
-    try:
-        graph = onnx.load(str(onnx_path)).graph
-    except Exception as e:  # onnx raises several unrelated types for bad files
-        raise PiperError(f"{onnx_path}: not a readable ONNX model ({e})") from None
-    inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    attrs: dict[str, dict] = {}
-    for node in graph.node:
-        for name in node.input:
-            if name in inits:
-                consumers.setdefault(name, []).append(node)
-        if node.op_type in ("Conv", "ConvTranspose") and node.name:
-            attrs[_node_key(node.name)] = {
-                a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-    weights: dict[str, np.ndarray] = {}
-    for name, tensor in inits.items():
-        value = numpy_helper.to_array(tensor)
-        if re.match(r"^(enc_p|dp|flow|dec|emb_g)\.", name):
-            weights[name] = value
-            continue
-        if name == _EXP_NEG_LOGS:
-            weights["dp.flows.0.logs"] = -np.log(value)
-            continue
-        nodes = consumers.get(name, [])
-        if len(nodes) == 1 and nodes[0].op_type in ("Conv", "Gather") and value.ndim >= 2:
-            key = _node_key(nodes[0].name)
-            if key.startswith(("flow.", "enc_p.emb", "emb_g", "dp.", "dec.")):
-                weights[f"{key}.weight"] = value
-    return weights, attrs
+    mapping = map_piper_graph(onnx_path)
+    return mapping.weights, mapping.attrs
 
 
-def _count(weights: dict[str, np.ndarray], pattern: str) -> int:
-    found = {int(m.group(1)) for k in weights if (m := re.match(pattern, k))}
-    return max(found) + 1 if found else 0
+def _indices(keys: Iterable[str], pattern: str) -> list[int]:
+    """Sorted distinct integers of group 1 of ``pattern`` over ``keys``."""
+    return sorted({int(m.group(1)) for k in keys if (m := re.match(pattern, k))})
 
 
-def infer_vits_config(weights: dict[str, np.ndarray], attrs: dict[str, dict],
-                      n_speakers: int, where: str = "") -> VITSConfig:
-    """Hyperparameters of a Piper VITS from its weight shapes and node attributes.
+class _Hyper:
+    """Reads tensors and Conv attributes of a mapping, or raises a :class:`PiperError` that
+    names the module and why it is missing."""
 
+    def __init__(self, mapping: GraphMapping, where: str):
+        self.mapping = mapping
+        self.weights = mapping.weights
+        self.where = where
+
+    def fail(self, module: str, what: str, reason: str) -> PiperError:
+        return PiperError(f"{self.where}: cannot rebuild module {module}: {what} not found "
+                          f"({reason})")
+
+    def tensor(self, key: str) -> np.ndarray:
+        if key not in self.weights:
+            raise self.fail(key.rsplit(".", 1)[0], key, self.mapping.why_missing(key))
+        return self.weights[key]
+
+    def attr(self, module: str, name: str) -> int:
+        """First element of attribute ``name`` (strides, dilations) of the Conv of ``module``."""
+        attrs = self.mapping.attrs.get(module)
+        if attrs is None or name not in attrs:
+            reason = (self.mapping.why_missing(module) if attrs is None
+                      else f"its Conv node has no '{name}' attribute")
+            raise self.fail(module, f"the Conv {name}", reason)
+        return int(attrs[name][0])
+
+    def count(self, pattern: str, module: str) -> list[int]:
+        """Indices matched by ``pattern``; at least one, else an error naming ``module``."""
+        found = _indices(self.weights, pattern)
+        if not found:
+            raise self.fail(module, "any submodule", self.mapping.why_missing(f"{module}.0"))
+        return found
+
+
+def infer_vits_config(mapping: GraphMapping, n_speakers: int = 1, where: str = "") -> VITSConfig:
+    """Hyperparameters of a Piper VITS from its mapped weight shapes and Conv attributes.
+
+    Args:
+        mapping: the voice's graph mapping (:func:`map_piper_graph`).
+        n_speakers: ``num_speakers`` of the ``.onnx.json`` (1 for single-speaker voices); checked
+            against the rows of the speaker embedding ``emb_g``.
+        where: the file, for messages.
+    Returns:
+        a prior-only :class:`VITSConfig` (``has_posterior=False``); ``n_speakers`` and
+        ``gin_channels`` come from ``emb_g.weight [n_speakers, gin]`` (0 when absent).
     Raises:
-        PiperError: an expected tensor is missing.
+        PiperError: a tensor or Conv attribute needed for a hyperparameter is missing (the
+            message names the module and why), or the speaker count disagrees with the json.
     """
+    h = _Hyper(mapping, where)
+    w = mapping.weights
+    emb = h.tensor("enc_p.emb.weight")  # [n_vocab, hidden]
+    rel = h.tensor("enc_p.encoder.attn_layers.0.emb_rel_k")  # [1, 2 * window + 1, hidden / heads]
+    ffn = h.tensor("enc_p.encoder.ffn_layers.0.conv_1.weight")  # [filter, hidden, kernel]
+    ups = h.count(r"dec\.ups\.(\d+)\.weight$", "dec.ups")
+    resblock = "1" if any(re.match(r"dec\.resblocks\.\d+\.convs1\.", k) for k in w) else "2"
+    convs = "convs1" if resblock == "1" else "convs"
+    blocks = h.count(r"dec\.resblocks\.(\d+)\.", "dec.resblocks")
+    if len(blocks) % len(ups):
+        raise h.fail("dec.resblocks", f"a multiple of {len(ups)} blocks",
+                     f"found {len(blocks)} resblocks for {len(ups)} upsamplings")
+    res_k, res_d = [], []
+    for j in range(len(blocks) // len(ups)):
+        layers = h.count(rf"dec\.resblocks\.{j}\.{convs}\.(\d+)\.weight$",
+                         f"dec.resblocks.{j}.{convs}")
+        res_k.append(int(h.tensor(f"dec.resblocks.{j}.{convs}.0.weight").shape[2]))
+        res_d.append([h.attr(f"dec.resblocks.{j}.{convs}.{i}", "dilations") for i in layers])
+    flows = h.count(r"flow\.flows\.(\d+)\.", "flow.flows")
+    wn_layers = h.count(r"flow\.flows\.0\.enc\.in_layers\.(\d+)\.weight$",
+                        "flow.flows.0.enc.in_layers")
+    gin, graph_speakers = 0, 0
+    if "emb_g.weight" in w:
+        graph_speakers, gin = (int(d) for d in w["emb_g.weight"].shape)
+    if n_speakers > 1 and graph_speakers != n_speakers:
+        reason = (f"it has {graph_speakers} rows" if graph_speakers
+                  else mapping.why_missing("emb_g.weight"))
+        raise PiperError(f"{where}: the .onnx.json gives {n_speakers} speakers but the speaker "
+                         f"embedding emb_g does not match ({reason})")
+    use_sdp = any(k.startswith("dp.flows.") for k in w)
+    cfg: dict[str, Any] = dict(
+        n_vocab=int(emb.shape[0]), spec_channels=PIPER_N_FFT // 2 + 1,
+        inter_channels=int(h.tensor("enc_p.proj.weight").shape[0]) // 2,
+        hidden_channels=int(emb.shape[1]), filter_channels=int(ffn.shape[0]),
+        n_heads=int(emb.shape[1]) // int(rel.shape[2]),
+        n_layers=len(h.count(r"enc_p\.encoder\.attn_layers\.(\d+)\.", "enc_p.encoder.attn_layers")),
+        kernel_size=int(ffn.shape[2]), window_size=(int(rel.shape[1]) - 1) // 2,
+        resblock=resblock, resblock_kernel_sizes=res_k, resblock_dilation_sizes=res_d,
+        upsample_rates=[h.attr(f"dec.ups.{i}", "strides") for i in ups],
+        upsample_kernel_sizes=[int(w[f"dec.ups.{i}.weight"].shape[2]) for i in ups],
+        upsample_initial_channel=int(h.tensor("dec.conv_pre.weight").shape[0]),
+        n_speakers=graph_speakers, gin_channels=gin, use_sdp=use_sdp,
+        flow_n_flows=len(flows),
+        flow_kernel_size=int(h.tensor("flow.flows.0.enc.in_layers.0.weight").shape[2]),
+        flow_dilation_rate=(h.attr("flow.flows.0.enc.in_layers.1", "dilations")
+                            if len(wn_layers) > 1 else 1),
+        flow_n_layers=len(wn_layers), has_posterior=False)
+    if use_sdp:
+        cfg["sdp_kernel_size"] = int(h.tensor("dp.convs.convs_sep.0.weight").shape[2])
+        cfg["sdp_n_flows"] = (max(_indices(w, r"dp\.flows\.(\d+)\.")) + 1) // 2
+    else:
+        dp = h.tensor("dp.conv_1.weight")  # [filter, hidden, kernel]
+        cfg["dp_kernel_size"] = int(dp.shape[2])
+        cfg["dp_filter_channels"] = int(dp.shape[0])
     try:
-        emb = weights["enc_p.emb.weight"]
-        hidden = emb.shape[1]
-        inter = weights["enc_p.proj.weight"].shape[0] // 2
-        n_layers = _count(weights, r"enc_p\.encoder\.attn_layers\.(\d+)\.")
-        rel = weights["enc_p.encoder.attn_layers.0.emb_rel_k"]
-        ffn = weights["enc_p.encoder.ffn_layers.0.conv_1.weight"]
-        n_ups = _count(weights, r"dec\.ups\.(\d+)\.")
-        ups_k = [weights[f"dec.ups.{i}.weight"].shape[2] for i in range(n_ups)]
-        ups_u = [int(attrs[f"dec.ups.{i}"]["strides"][0]) for i in range(n_ups)]
-        resblock = "1" if any(".convs1." in k for k in weights if k.startswith("dec.")) else "2"
-        conv_name = "convs1" if resblock == "1" else "convs"
-        n_res = _count(weights, r"dec\.resblocks\.(\d+)\.") // n_ups
-        res_k, res_d = [], []
-        for j in range(n_res):
-            n_conv = _count(weights, rf"dec\.resblocks\.{j}\.{conv_name}\.(\d+)\.")
-            res_k.append(int(weights[f"dec.resblocks.{j}.{conv_name}.0.weight"].shape[2]))
-            res_d.append([int(attrs[f"dec.resblocks.{j}.{conv_name}.{c}"]["dilations"][0])
-                          for c in range(n_conv)])
-        flow_idx = sorted({int(m.group(1)) for k in weights
-                           if (m := re.match(r"flow\.flows\.(\d+)\.", k))})
-        flow_wn = weights["flow.flows.0.enc.in_layers.0.weight"]
-        use_sdp = any(k.startswith("dp.flows.") for k in weights)
-        gin = weights["emb_g.weight"].shape[1] if "emb_g.weight" in weights else 0
-        dp_key = "dp.convs.convs_sep.0.weight" if use_sdp else "dp.conv_1.weight"
-        cfg = dict(
-            n_vocab=emb.shape[0], spec_channels=PIPER_N_FFT // 2 + 1,
-            inter_channels=inter, hidden_channels=hidden, filter_channels=ffn.shape[0],
-            n_heads=hidden // rel.shape[2], n_layers=n_layers, kernel_size=ffn.shape[2],
-            window_size=(rel.shape[1] - 1) // 2, resblock=resblock,
-            resblock_kernel_sizes=res_k, resblock_dilation_sizes=res_d,
-            upsample_rates=ups_u, upsample_initial_channel=weights["dec.conv_pre.weight"].shape[0],
-            upsample_kernel_sizes=ups_k, n_speakers=n_speakers if gin else 0, gin_channels=gin,
-            use_sdp=use_sdp, flow_n_flows=len(flow_idx),
-            flow_kernel_size=flow_wn.shape[2],
-            flow_dilation_rate=int(attrs["flow.flows.0.enc.in_layers.1"]["dilations"][0])
-            if "flow.flows.0.enc.in_layers.1" in attrs else 1,
-            flow_n_layers=_count(weights, r"flow\.flows\.0\.enc\.in_layers\.(\d+)\."),
-            has_posterior=False,
-        )
-        if use_sdp:
-            cfg["sdp_kernel_size"] = weights[dp_key].shape[2]
-            cfg["sdp_n_flows"] = _count(weights, r"dp\.flows\.(\d+)\.") // 2
-        else:
-            cfg["dp_kernel_size"] = weights[dp_key].shape[2]
-            cfg["dp_filter_channels"] = weights[dp_key].shape[0]
-    except (KeyError, IndexError, ZeroDivisionError) as e:
-        raise PiperError(f"{where}: not a Piper VITS graph (missing {e})") from None
-    return VITSConfig(**cfg)
+        return VITSConfig(**cfg)
+    except ConfigError as e:
+        raise PiperError(f"{where}: the mapped shapes give an invalid VITS ({e})") from None
 
 
 def load_piper_voice(onnx_path: str | Path, json_path: str | Path | None = None) -> PiperVoice:
@@ -202,27 +251,31 @@ def load_piper_voice(onnx_path: str | Path, json_path: str | Path | None = None)
         raise PiperError(f"{json_path}: not a Piper voice config ({e})") from None
     n_speakers = int(meta.get("num_speakers", 1))
 
-    weights, attrs = read_onnx_weights(onnx_path)
-    cfg = infer_vits_config(weights, attrs, n_speakers, str(onnx_path))
+    mapping = map_piper_graph(onnx_path)
+    cfg = infer_vits_config(mapping, n_speakers, str(onnx_path))
     model = VITS(cfg)
     model.remove_weight_norm()  # Piper folds weight norm into dec and flow weights
     state = model.state_dict()
-    missing = [k for k in state if k not in weights and not k.startswith("dp.flows.1.")]
+    missing = [k for k in state if k not in mapping.weights and not k.startswith(_NOT_EXPORTED)]
     if missing:
-        raise PiperError(f"{onnx_path}: tensors missing for {len(missing)} weights, "
-                         f"e.g. {missing[:3]}")
+        first = missing[0]
+        raise PiperError(f"{onnx_path}: cannot rebuild module {first.rsplit('.', 1)[0]}: "
+                         f"{first} not found ({mapping.why_missing(first)}); "
+                         f"{len(missing)} tensors missing in all, e.g. {missing[:3]}")
     loaded = {}
-    for k, v in weights.items():
+    for k, v in mapping.weights.items():
         if k not in state:
-            continue  # constants and unused exports
+            continue  # constants and unused exports (e.g. the dynamo exporter's weight_g/_v)
         t = torch.from_numpy(np.array(v, copy=True)).to(state[k].dtype)
         if t.shape != state[k].shape:
-            raise PiperError(f"{onnx_path}: {k} has shape {tuple(t.shape)}, the rebuilt model "
-                             f"expects {tuple(state[k].shape)}")
+            raise PiperError(f"{onnx_path}: {k} has shape {tuple(t.shape)} (from "
+                             f"{mapping.source[k]}), the rebuilt model expects "
+                             f"{tuple(state[k].shape)}")
         loaded[k] = t
     # dp.flows.1 is skipped by the reversed SDP and absent from the export: keep its init
     model.load_state_dict(loaded, strict=False)
     model.eval()
+    n_speakers = max(cfg.n_speakers, 1)
 
     audio = AudioConfig(sample_rate=sample_rate, n_fft=PIPER_N_FFT,
                         hop_length=cfg.hop_length, win_length=PIPER_WIN_LENGTH,
