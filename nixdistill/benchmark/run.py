@@ -85,8 +85,8 @@ def _unique_names(refs: Sequence[Any]) -> list[str]:
 def streaming_latency(student: Any, text: str) -> dict[str, Any]:
     """Time to first audio and total time of ``student.stream(text)`` at 1 thread.
 
-    ``Student.stream`` (a generator of waveform chunks) is the deployment issue's API; without
-    it the result is a note, so the column appears as soon as the method lands.
+    ``Student.stream`` is a generator of waveform chunks (one per sentence); a student object
+    without it (an older API) gets a note instead of times.
     """
     stream = getattr(type(student), "stream", None)
     if stream is None:

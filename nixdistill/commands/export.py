@@ -39,11 +39,9 @@ FORMAT_CHOICES = ["safetensors", "onnx", "piper", "web"]
                    ".onnx is still where the student records it), to compare the two.")
 @click.option("--int8", is_flag=True,
               help="--format onnx/piper/web: store MatMul weights as int8 (onnxruntime dynamic "
-                   "quantization; convolutions stay float). Measured in onnxruntime at 1 thread: "
-                   "the 2.3M joe-quick student 1.05-1.22x faster (23.7 vs 29.0 ms per sentence on "
-                   "one machine, 47.5 vs 50.1 on another; 8.6 instead of 12.9 MB), the earlier 4.2M one 1.12x faster with the same "
-                   "WER. Students with the convolutional "
-                   "'nix' decoder have no MatMul weights: nothing changes for them.")
+                   "quantization; convolutions stay float): a smaller, faster voice for the "
+                   "iSTFT decoder (measured in docs/EXPERIMENTS.md, int8); the convolutional "
+                   "'nix' decoder has no MatMul weights, so nothing changes for it.")
 @click.option("--noise-scale", type=float, default=None,
               help="The student's shipped latent noise (default: the encoder config's).")
 @click.option("--length-scale", type=float, default=None,

@@ -6,7 +6,8 @@ decoder's output for the *same* ``z`` segment and, with posterior latents, the r
 segment. With ``--encoder RUN`` a share of the batches (``train.extra.encoder_latent_ratio``)
 feeds the decoder the trained student encoder's latents instead, aligned to the teacher's frames
 (posterior: the encoder's aligner on the real mel; prior: the teacher's durations), so the
-decoder sees inference-like ``z`` (fixes bug 9 of the unofficial port, DESIGN.md §3).
+decoder sees inference-like ``z`` (the unofficial Nix-TTS port never does, so its decoder
+only ever hears the teacher's latents).
 
 Losses (names are the keys of ``train.loss_weights``; a weight of 0 skips the term):
 

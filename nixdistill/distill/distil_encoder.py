@@ -11,7 +11,7 @@ Each step (Chevi et al. 2022 §3.2, with the alignment framework of Badlani et a
 
    - ``kl``: latent distillation, per frame. With posterior latents the teacher's Gaussian
      ``q = N(m_q, e^logs_q)`` is known, so the term is the closed-form
-     ``KL(N(m_s, e^logs_s) ‖ q)`` (student ‖ teacher, as in the brief and the Nix-TTS KL
+     ``KL(N(m_s, e^logs_s) ‖ q)`` (student ‖ teacher, as in the Nix-TTS KL
      distillation). With prior latents only a sample ``z`` exists in the teacher's posterior
      space (``flow⁻¹`` of a prior sample), so the term is the Gaussian NLL ``-log N(z; m_s,
      e^logs_s)`` -- a Monte-Carlo estimate of the cross-entropy part of the same KL, up to
