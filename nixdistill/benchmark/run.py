@@ -181,14 +181,14 @@ def _memory(m: TorchModel | OrtModel, ref: Any, texts: Sequence[str], device: st
 
 
 def speaker_quality(teacher: Any, student: Any, name: str, sentences: Sequence[str],
-                    cfg: BenchmarkSettings) -> dict[str, Any] | None:
+                    cfg: BenchmarkSettings, asr_and_mos: bool = True) -> dict[str, Any] | None:
     """A multi-speaker student scored over ``cfg.speakers`` of its speakers, each against the
     teacher speaking as that speaker; None for a single-speaker student.
 
     Sentence ``i`` is said by the ``i mod K``-th speaker (``K`` spread evenly over the set).
     Returns ``{"per_speaker": {speaker name: {asr_error_rate, dnsmos_ovrl, duration_ratio,
     mcd_db, mcd_teacher_durations_db, n_sentences}}, "mean": {the same, averaged}}``; WER and
-    DNSMOS are None where their packages are missing.
+    DNSMOS are None where their packages are missing, or with ``asr_and_mos`` False.
     """
     speakers = student.metadata.get("speakers")
     n = len((speakers or {}).get("teacher_ids", []))
@@ -201,7 +201,8 @@ def speaker_quality(teacher: Any, student: Any, name: str, sentences: Sequence[s
         texts = list(sentences[j::k])
         t_view = teacher_view(teacher, speaker=int(speakers["teacher_ids"][sid]))
         s_view = student_view(student, name, speaker=sid)
-        q = quality_pass(t_view, [s_view], texts, (), cfg.seed, draws=1).entries[name]
+        q = quality_pass(t_view, [s_view], texts, (), cfg.seed, draws=1,
+                         asr_and_mos=asr_and_mos).entries[name]
         per_speaker[str(speakers["names"][sid])] = {
             "n_sentences": len(texts), "asr_error_rate": q.get("asr_error_rate"),
             "dnsmos_ovrl": (q.get("dnsmos") or {}).get("ovrl"),
