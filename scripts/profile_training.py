@@ -1,0 +1,191 @@
+"""Where a training step of each distillation stage spends its time, on the real joe teacher.
+
+Builds the encoder and decoder stages from a preset's shipped configs (as ``nixdistill
+pipeline`` does), fills a latent cache for ``--n-items`` sentences of the shipped corpus, then
+times ``--steps`` optimiser steps per setting after ``--warmup`` steps, split into
+
+* ``data``: the loader (sampling, collation);
+* ``forward``: the stage's ``training_step`` up to the optimiser: cached teacher latents,
+  forward pass and every loss term;
+* ``backward``: backward pass and gradient clipping;
+* ``optimizer``: ``AdamW.step``.
+
+Settings (``--threads`` x ``--precision``) run interleaved, round by round, so a noisy machine
+affects them alike. ``--ops`` adds a torch.profiler table of the most expensive operators of
+the first setting. Prints one JSON object per stage on stdout.
+
+Usage::
+
+    python scripts/profile_training.py --stage decoder --threads 1,2 --precision fp32,bf16 \\
+        --steps 10 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from nixdistill.config import load_config
+from nixdistill.data import TextOnlyDataset, Utterance, make_loader
+from nixdistill.distill.context import LoopState, StepContext
+from nixdistill.distill.distil_decoder import DistilDecoderStage
+from nixdistill.distill.distil_encoder import DistilEncoderStage
+from nixdistill.distill.distributed import DistInfo, resolve_autocast_dtype
+from nixdistill.distill.latents import fill_latent_cache, open_latent_cache
+from nixdistill.distill.optimizers import Optimizers
+from nixdistill.distill.setup import decoder_model_config, encoder_model_config
+from nixdistill.resources import resource_path
+from nixdistill.teacher.loader import load_teacher
+
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+class PhaseTimer:
+    """Wraps an :class:`Optimizers` so that backward and ``AdamW.step`` are timed apart."""
+
+    def __init__(self, optimizers: Optimizers) -> None:
+        self.backward = self.optimizer = 0.0
+        self._step = optimizers.step
+        optimizers.step = self._timed_step
+        for opt in optimizers.optimizers.values():
+            opt.step = self._timed(opt.step)
+
+    def _timed(self, fn):
+        def run(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            self.optimizer += time.perf_counter() - t0
+            return out
+        return run
+
+    def _timed_step(self, name, loss):
+        t0 = time.perf_counter()
+        opt_before = self.optimizer
+        out = self._step(name, loss)
+        self.backward += time.perf_counter() - t0 - (self.optimizer - opt_before)
+        return out
+
+
+def build_stage(kind: str, preset: dict, teacher, data, cache, precision: str):
+    stages = preset["stages"]
+    overrides = {"train": {"precision": precision}}
+    if kind == "encoder":
+        exp = load_config(stages["encoder"]["config"], overrides)
+        enc_cfg = encoder_model_config(exp.model, teacher, "profile")
+        return exp, DistilEncoderStage(teacher, exp, enc_cfg, data, data, "prior", cache)
+    exp = load_config(stages["decoder"]["config"], overrides)
+    dec_cfg = decoder_model_config(exp.model, teacher.model_config.inter_channels, "profile")
+    return exp, DistilDecoderStage(teacher, exp, dec_cfg, data, data, "prior", None, cache)
+
+
+def time_setting(kind, preset, teacher, data, cache, threads, precision, steps, warmup,
+                 ops: bool) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    exp, stage = build_stage(kind, preset, teacher, data, cache, precision)
+    device = torch.device("cpu")
+    dtype, scaler = resolve_autocast_dtype(exp.train.precision, device)
+    optimizers = Optimizers(stage.optimized(), exp.train, device, scaler)
+    timer = PhaseTimer(optimizers)
+    modules = dict(stage.modules())
+    for m in modules.values():
+        m.train(any(p.requires_grad for p in m.parameters()))
+    state = LoopState()
+    ctx = StepContext(state, exp.train, DistInfo(0, 1, 0, device, False), modules, optimizers,
+                      None, dtype)
+    loader = make_loader(stage.train_set, exp.train.batch_size, seed=0,
+                         collate_fn=stage.collate_fn)
+    batches = iter(loader)
+    totals = dict.fromkeys(PHASES, 0.0)
+    losses = []
+    profiler = None
+    for i in range(warmup + steps):
+        if i == warmup:
+            totals = dict.fromkeys(PHASES, 0.0)
+            timer.backward = timer.optimizer = 0.0
+            if ops:
+                profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                profiler.__enter__()
+        t0 = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        t1 = time.perf_counter()
+        b0, o0 = timer.backward, timer.optimizer
+        out = stage.training_step(batch, ctx)
+        t2 = time.perf_counter()
+        state.step += 1
+        totals["data"] += t1 - t0
+        inner = (timer.backward - b0) + (timer.optimizer - o0)
+        totals["forward"] += (t2 - t1) - inner
+        losses.append(float(out["total"]))
+    totals["backward"], totals["optimizer"] = timer.backward, timer.optimizer
+    result = {"threads": threads, "precision": precision, "steps": steps,
+              "batch_size": exp.train.batch_size,
+              "seconds_per_step": {k: v / steps for k, v in totals.items()},
+              "loss_first_last": [losses[0], losses[-1]]}
+    result["seconds_per_step"]["total"] = sum(totals.values()) / steps
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+        print(table, file=sys.stderr)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="joe-quick")
+    ap.add_argument("--stage", choices=("encoder", "decoder", "both"), default="both")
+    ap.add_argument("--threads", default="2")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--n-items", type=int, default=64)
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--ops", action="store_true", help="operator table of the first setting")
+    args = ap.parse_args()
+
+    preset = json.loads(resources.files("nixdistill.configs").joinpath(
+        "presets", f"{args.preset}.json").read_text(encoding="utf-8"))
+    teacher = load_teacher(preset["stages"]["teacher"]["ref"])
+    lines = resource_path("sentences_en.txt").read_text(encoding="utf-8").splitlines()
+    utts = [Utterance(f"s{i:04d}", t, None, 0) for i, t in enumerate(lines[: args.n_items])]
+    data = TextOnlyDataset(utts, teacher.frontend)
+    root = args.cache_dir or Path(tempfile.mkdtemp(prefix="nixdistill-profile-"))
+    exp, probe = build_stage("encoder", preset, teacher, data, None, "fp32")
+    cache = open_latent_cache(root, teacher, "prior", probe.latent_settings)
+    fill_latent_cache(teacher, data, "prior", probe.latent_settings, cache, 0)
+    stages = ("encoder", "decoder") if args.stage == "both" else (args.stage,)
+    settings = [(int(t), p) for t in args.threads.split(",") for p in args.precision.split(",")]
+    for kind in stages:
+        runs: dict[tuple, list[dict]] = {s: [] for s in settings}
+        for r in range(args.rounds):
+            for s in settings:
+                runs[s].append(time_setting(kind, preset, teacher, data, cache, *s, args.steps,
+                                            args.warmup, args.ops and r == 0 and s == settings[0]))
+        out = {"stage": kind, "preset": args.preset, "cpu_threads_available": torch.get_num_threads(),
+               "settings": []}
+        for s, results in runs.items():
+            per = {k: statistics.median(r["seconds_per_step"][k] for r in results)
+                   for k in (*PHASES, "total")}
+            out["settings"].append({"threads": s[0], "precision": s[1],
+                                    "seconds_per_step_median": per,
+                                    "steps_per_minute": 60.0 / per["total"],
+                                    "rounds": [r["seconds_per_step"]["total"] for r in results],
+                                    "loss_first_last": results[0]["loss_first_last"]})
+        print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
