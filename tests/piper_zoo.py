@@ -47,13 +47,13 @@ TRACE_SCALES = (0.667, 0.05, 0.8)
 OPSET = 15
 
 #: HiFi-GAN decoder of Piper's x_low / low / medium voices (resblock "2", 3 upsamplings).
-_DEC_RES2 = dict(resblock="2", resblock_kernel_sizes=(3, 5, 7),
-                 resblock_dilation_sizes=((1, 2), (2, 6), (3, 12)),
-                 upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8))
+_DEC_RES2 = {"resblock": "2", "resblock_kernel_sizes": (3, 5, 7),
+             "resblock_dilation_sizes": ((1, 2), (2, 6), (3, 12)),
+             "upsample_rates": (8, 8, 4), "upsample_kernel_sizes": (16, 16, 8)}
 #: HiFi-GAN decoder of Piper's high voices (resblock "1", 4 upsamplings).
-_DEC_RES1 = dict(resblock="1", resblock_kernel_sizes=(3, 7, 11),
-                 resblock_dilation_sizes=((1, 3, 5), (1, 3, 5), (1, 3, 5)),
-                 upsample_rates=(8, 8, 2, 2), upsample_kernel_sizes=(16, 16, 4, 4))
+_DEC_RES1 = {"resblock": "1", "resblock_kernel_sizes": (3, 7, 11),
+             "resblock_dilation_sizes": ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+             "upsample_rates": (8, 8, 2, 2), "upsample_kernel_sizes": (16, 16, 4, 4)}
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def export_generator(generator, out: Path, dynamo: bool = False, seed: int = 0) 
     if generator.n_speakers > 1:
         args += (torch.LongTensor([0]),)
         names.append("sid")
-    options = dict(dynamo=True, external_data=False) if dynamo else dict(dynamo=False)
+    options = {"dynamo": True, "external_data": False} if dynamo else {"dynamo": False}
     with contextlib.ExitStack() as stack:
         if dynamo:
             stack.enter_context(_spline_without_data_dependent_assert())
@@ -182,14 +182,15 @@ def _spline_without_data_dependent_assert() -> Iterator[None]:
     Inside this context the module's functions are recompiled from their own source without
     that one assert (the computation is unchanged); they are restored on exit.
     """
-    import piper.train.vits.transforms as transforms
+    from piper.train.vits import transforms
 
     line = "assert (discriminant >= 0).all(), discriminant"
     source = inspect.getsource(transforms)
     if line not in source:
         raise RuntimeError("piper.train.vits.transforms changed: its spline assert is not there")
     saved = dict(vars(transforms))
-    exec(compile(source.replace(line, "pass"), transforms.__file__, "exec"), vars(transforms))
+    patched = compile(source.replace(line, "pass"), transforms.__file__, "exec")
+    exec(patched, vars(transforms))  # noqa: S102  (the module's own source, one line removed)
     try:
         yield
     finally:

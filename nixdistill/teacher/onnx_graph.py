@@ -39,7 +39,7 @@ import numpy as np
 
 from nixdistill.errors import NixdistillError
 
-__all__ = ["GraphError", "GraphConstants", "GraphMapping", "node_scope", "map_module_graph"]
+__all__ = ["GraphConstants", "GraphError", "GraphMapping", "map_module_graph", "node_scope"]
 
 #: Ops whose outputs differ between runs, so never constant even with constant inputs.
 _RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform",
@@ -134,7 +134,7 @@ class GraphConstants:
         if name in self._initializers:
             return numpy_helper.to_array(self._initializers[name])
         node = self._producer[name]
-        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].t.dims:
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
             return numpy_helper.to_array(node.attribute[0].t)
         return self._evaluate(name)
 
@@ -205,8 +205,11 @@ class GraphMapping:
         self.source[key] = how
 
     def why_missing(self, key: str) -> str:
-        """Why ``key`` (a state-dict key or a module key) was not found, in words."""
-        module = key.rsplit(".", 1)[0] if key not in self.scopes else key
+        """Why the state-dict ``key`` (``flow.flows.0.enc.in_layers.0.weight``) was not found."""
+        return self.why_module_missing(key.rsplit(".", 1)[0])
+
+    def why_module_missing(self, module: str) -> str:
+        """Why nothing (or not the needed tensor) was found for ``module``, in words."""
         ops = sorted(set(self.scopes.get(module, [])))
         if ops:
             return (f"the graph has nodes in module {module} ({', '.join(ops)}) but none uses "
@@ -274,7 +277,7 @@ def map_module_graph(model: Any) -> GraphMapping:
                 if value.ndim == 1:
                     mapping.put(f"{scope}.bias", value, f"Add {node.name} input {i}")
 
-    for name, tensor in consts.initializers.items():  # state-dict-named leftovers
+    for name in consts.initializers:  # state-dict-named leftovers
         if _TORCH_KEY.match(name) and name not in mapping.weights:
             mapping.put(name, consts.value(name), "initializer name")
         if name.endswith(".weight"):  # attributes of unscoped convs, through the weight's name

@@ -1,4 +1,5 @@
-"""Rebuild a Piper voice (VITS exported to ONNX) as a PyTorch :class:`~nixdistill.teachers.vits.VITS`.
+"""Rebuild a Piper voice (VITS exported to ONNX) as a PyTorch
+:class:`~nixdistill.teachers.vits.VITS`.
 
 A Piper ``.onnx`` holds ``enc_p``, ``dp`` (stochastic duration predictor), ``flow`` and
 ``dec``, but no ``enc_q``, no ``dp.post_*`` and no ``dp.flows.1`` (unused at inference), so
@@ -127,28 +128,29 @@ class _Hyper:
         self.where = where
 
     def fail(self, module: str, what: str, reason: str) -> PiperError:
-        return PiperError(f"{self.where}: cannot rebuild module {module}: {what} not found "
-                          f"({reason})")
+        return PiperError(f"{self.where}: cannot rebuild module {module}: {what} ({reason})")
 
     def tensor(self, key: str) -> np.ndarray:
         if key not in self.weights:
-            raise self.fail(key.rsplit(".", 1)[0], key, self.mapping.why_missing(key))
+            raise self.fail(key.rsplit(".", 1)[0], f"{key} not found",
+                            self.mapping.why_missing(key))
         return self.weights[key]
 
     def attr(self, module: str, name: str) -> int:
         """First element of attribute ``name`` (strides, dilations) of the Conv of ``module``."""
         attrs = self.mapping.attrs.get(module)
         if attrs is None or name not in attrs:
-            reason = (self.mapping.why_missing(module) if attrs is None
+            reason = (self.mapping.why_module_missing(module) if attrs is None
                       else f"its Conv node has no '{name}' attribute")
-            raise self.fail(module, f"the Conv {name}", reason)
+            raise self.fail(module, f"the Conv {name} not found", reason)
         return int(attrs[name][0])
 
     def count(self, pattern: str, module: str) -> list[int]:
         """Indices matched by ``pattern``; at least one, else an error naming ``module``."""
         found = _indices(self.weights, pattern)
         if not found:
-            raise self.fail(module, "any submodule", self.mapping.why_missing(f"{module}.0"))
+            raise self.fail(module, "none of its layers found",
+                            self.mapping.why_module_missing(f"{module}.0"))
         return found
 
 
@@ -177,8 +179,8 @@ def infer_vits_config(mapping: GraphMapping, n_speakers: int = 1, where: str = "
     convs = "convs1" if resblock == "1" else "convs"
     blocks = h.count(r"dec\.resblocks\.(\d+)\.", "dec.resblocks")
     if len(blocks) % len(ups):
-        raise h.fail("dec.resblocks", f"a multiple of {len(ups)} blocks",
-                     f"found {len(blocks)} resblocks for {len(ups)} upsamplings")
+        raise h.fail("dec.resblocks", f"{len(blocks)} blocks for {len(ups)} upsamplings",
+                     "a HiFi-GAN decoder has the same number of blocks per upsampling")
     res_k, res_d = [], []
     for j in range(len(blocks) // len(ups)):
         layers = h.count(rf"dec\.resblocks\.{j}\.{convs}\.(\d+)\.weight$",
@@ -197,7 +199,7 @@ def infer_vits_config(mapping: GraphMapping, n_speakers: int = 1, where: str = "
         raise PiperError(f"{where}: the .onnx.json gives {n_speakers} speakers but the speaker "
                          f"embedding emb_g does not match ({reason})")
     use_sdp = any(k.startswith("dp.flows.") for k in w)
-    cfg: dict[str, Any] = dict(
+    cfg: dict[str, Any] = dict(  # noqa: C408  (VITSConfig's field names)
         n_vocab=int(emb.shape[0]), spec_channels=PIPER_N_FFT // 2 + 1,
         inter_channels=int(h.tensor("enc_p.proj.weight").shape[0]) // 2,
         hidden_channels=int(emb.shape[1]), filter_channels=int(ffn.shape[0]),
