@@ -176,7 +176,8 @@ class GraphMapping:
 
     Attributes:
         weights: state-dict key -> float32 array (e.g. ``dec.ups.0.weight`` [C_in, C_out, K]).
-        source: state-dict key -> how it was found (``"Conv /dec/ups.0/ConvTranspose input 1"``).
+        source: state-dict key -> how it was found
+            (``"ConvTranspose /dec/ups.0/ConvTranspose input 1"``).
         attrs: module key -> attributes of its Conv/ConvTranspose node (``strides``,
             ``dilations``, ``pads``, ...), for hyperparameters that no tensor shape holds.
         scopes: module key -> the op types of the nodes in that scope (for error messages).
