@@ -13,3 +13,8 @@ class ConfigError(NixdistillError, ValueError):
 class LossError(NixdistillError, ValueError):
     """A loss or spectral feature cannot be computed for these settings (e.g. an STFT longer
     than the segment)."""
+
+
+class TeacherError(NixdistillError):
+    """A teacher reference cannot be resolved or loaded; the message names the file (and, for a
+    Piper graph that cannot be rebuilt, the module and why)."""

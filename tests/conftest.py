@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,25 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def save_untrained_teacher(path: Path, overrides: dict | None = None) -> Path:
+    """Build the ``tiny/teacher`` VITS (seed 0, config ``overrides``) and save it untrained as a
+    nixdistill checkpoint at ``path``."""
+    from nixdistill.config import load_config
+    from nixdistill.teacher.loader import build_teacher_model
+    from nixdistill.text import build_frontend
+
+    exp = load_config("tiny/teacher", overrides)
+    torch.manual_seed(0)
+    model, _ = build_teacher_model(exp, build_frontend(exp.text))
+    torch.save({"format": "nixdistill-train", "stage": "teach", "step": 0,
+                "models": {"generator": model.state_dict()}, "config": exp.to_dict()}, path)
+    return path

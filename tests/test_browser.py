@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 from click.testing import CliRunner
 from test_export import AUDIO, make_student
 
@@ -68,12 +68,6 @@ PAGE_TIMEOUT_MS = 60_000
 MIN_RMS = 1e-3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """A page exported through the CLI from a tiny student on joe's phoneme_id_map."""
@@ -92,7 +86,7 @@ def site(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def page(site):
     """The page in headless Chromium, served by ``python -m http.server`` on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
                                "127.0.0.1", "--directory", str(site)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

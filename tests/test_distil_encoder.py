@@ -8,6 +8,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+from conftest import save_untrained_teacher
 import torch
 from click.testing import CliRunner
 
@@ -19,21 +20,15 @@ from nixdistill.distill.latents import (
     open_latent_cache, resolve_latent_settings, teacher_fingerprint, teacher_latents,
 )
 from nixdistill.distill.losses_align import gaussian_nll_loss, latent_mse_loss
-from nixdistill.teacher.loader import build_teacher_model, load_teacher
-from nixdistill.text import EspeakFrontend, build_frontend
+from nixdistill.teacher.loader import load_teacher
+from nixdistill.text import EspeakFrontend
 from nixdistill.runs import load_checkpoint
 
 
 @pytest.fixture(scope="module")
 def tiny_teacher_file(tmp_path_factory):
     """An untrained tiny VITS teacher (with enc_q) saved as a nixdistill checkpoint."""
-    exp = load_config("tiny/teacher")
-    torch.manual_seed(0)
-    model, _ = build_teacher_model(exp, build_frontend(exp.text))
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    torch.save({"format": "nixdistill-train", "stage": "teach", "step": 0,
-                "models": {"generator": model.state_dict()}, "config": exp.to_dict()}, path)
-    return path
+    return save_untrained_teacher(tmp_path_factory.mktemp("teacher") / "teacher.pt")
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,6 @@ the trained parts speak.
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-
 import pytest
 import torch
 
@@ -24,6 +21,7 @@ from nixdistill.distill.distil_decoder import DistilDecoderStage  # noqa: E402
 from nixdistill.distill.distil_encoder import DistilEncoderStage  # noqa: E402
 from nixdistill.distill.loop import Trainer  # noqa: E402
 from nixdistill.distill.setup import decoder_model_config, encoder_model_config  # noqa: E402
+from nixdistill.pipeline import load_preset  # noqa: E402
 from nixdistill.runs import load_checkpoint  # noqa: E402
 from nixdistill.teacher.loader import load_teacher  # noqa: E402
 
@@ -36,8 +34,11 @@ STEP_OVERRIDES = {"max_steps": 2, "max_minutes": None, "batch_size": 2, "eval_at
 
 
 def _preset_stages(name: str) -> dict:
-    path = resources.files("nixdistill.configs").joinpath("presets", f"{name}.json")
-    return json.loads(path.read_text(encoding="utf-8"))["stages"]
+    """The preset's encoder and decoder stages, as the pipeline resolves them."""
+    preset = load_preset(name)
+    return {"encoder": {"config": preset.encoder.config},
+            "decoder": {"config": preset.decoder.config,
+                        "finetune_on_encoder": preset.decoder.finetune_on_encoder}}
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from collections import Counter
 
 import pytest
 import torch
+from conftest import save_untrained_teacher
 
-from nixdistill.config import load_config
-from nixdistill.data import TextOnlyDataset, Utterance, collate
+from nixdistill.data import Utterance, collate
 from nixdistill.distill.speakers import SpeakerSet, assign_speakers, choose_speakers
 from nixdistill.errors import ConfigError
-from nixdistill.teacher.loader import build_teacher_model, load_teacher
-from nixdistill.text import build_frontend
+from nixdistill.teacher.loader import load_teacher
 
 NAMES = {"ann": 0, "bob": 1, "cy": 2, "dee": 3}
 
@@ -64,14 +63,8 @@ def test_the_draw_is_balanced_seeded_and_keeps_named_speakers():
 @pytest.fixture(scope="module")
 def four_speaker_teacher(tmp_path_factory):
     """A tiny untrained 4-speaker VITS teacher saved as a nixdistill checkpoint."""
-    exp = load_config("tiny/teacher", {"data": {"n_speakers": 4},
-                                       "model": {"gin_channels": 8}})
-    torch.manual_seed(0)
-    model, _ = build_teacher_model(exp, build_frontend(exp.text))
-    path = tmp_path_factory.mktemp("teacher4") / "teacher.pt"
-    torch.save({"format": "nixdistill-train", "stage": "teach", "step": 0,
-                "models": {"generator": model.state_dict()}, "config": exp.to_dict()}, path)
-    return path
+    return save_untrained_teacher(tmp_path_factory.mktemp("teacher4") / "teacher.pt",
+                                  {"data": {"n_speakers": 4}, "model": {"gin_channels": 8}})
 
 
 def test_every_chosen_speaker_is_distilled(four_speaker_teacher, tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 from click.testing import CliRunner
 from test_export import AUDIO, make_student
 
@@ -43,12 +43,6 @@ EVENT_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 INT16_BYTES = 2
 MIN_RMS_INT16 = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +101,7 @@ async def _synthesize(port: int, text: str, voice: str):
 
 
 def test_wyoming_piper_serves_the_student(voice_dir, tmp_path):
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     with open(log, "w", encoding="utf-8") as log_file:
         server = subprocess.Popen(

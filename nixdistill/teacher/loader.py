@@ -28,7 +28,7 @@ from torch import nn
 
 from nixdistill.config import (AudioConfig, ConfigError, ExperimentConfig, TextConfig, check_upsampling,
                      config_from_raw, from_dict, load_config)
-from nixdistill.errors import NixdistillError
+from nixdistill.errors import TeacherError
 from nixdistill.teachers.vits import VITS, VITSConfig
 
 if TYPE_CHECKING:  # the frontends import phonemizers; load them only when a teacher is built
@@ -47,10 +47,6 @@ _MODEL_ALIASES = {
 _MODEL_IGNORED = {"n_layers_q", "use_spectral_norm", "use_sdp_discriminator"}
 #: Transformer-flow types of vits2_pytorch that this package implements.
 _SUPPORTED_FLOW_TYPES = {"pre_conv"}
-
-
-class TeacherError(NixdistillError):
-    """A teacher reference cannot be resolved or loaded; the message names the file."""
 
 
 @dataclass

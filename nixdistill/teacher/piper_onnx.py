@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from nixdistill.config import AudioConfig, TextConfig
-from nixdistill.errors import ConfigError, NixdistillError
+from nixdistill.errors import ConfigError, TeacherError
 from nixdistill.teacher.onnx_graph import GraphError, GraphMapping, map_module_graph
 from nixdistill.teachers.vits import VITS, VITSConfig
 
@@ -46,7 +46,7 @@ PIPER_N_MELS = 80
 _NOT_EXPORTED = ("dp.flows.1.",)
 
 
-class PiperError(NixdistillError):
+class PiperError(TeacherError):
     """A Piper voice cannot be read or rebuilt; the message names the file."""
 
 
