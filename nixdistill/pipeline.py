@@ -43,8 +43,8 @@ teacher; ``joe-quick`` and ``joe-full`` are their instances for the joe voice.
 Run folder layout: ``RUN/teacher/`` (only when the teacher is trained), ``RUN/latent_cache/``
 (teacher latents shared by the two distillation stages), ``RUN/encoder/``, ``RUN/decoder/``,
 ``RUN/polish/`` (optional), ``RUN/student.safetensors``, ``RUN/voice/`` (the student as a Piper
-voice named after its teacher, e.g. ``en_US-joe_nix-medium.onnx``, when its frontend gives
-Piper's phoneme ids), ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
+voice named after its teacher, e.g. ``en_US-joe_nix-medium.onnx``, with sherpa-onnx's
+``tokens.txt``, when its frontend gives Piper's phoneme ids), ``RUN/benchmark.{md,json}``, ``RUN/plots/`` and
 ``RUN/pipeline.json`` (the stage summary). A training stage that finished writes
 ``DONE.json`` in its folder and is skipped on the next run; one that was interrupted resumes
 from its last checkpoint, so a killed pipeline loses at most one checkpoint interval.
@@ -57,110 +57,17 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import from_dict, resolve_config_path
-from .errors import ConfigError, NixdistillError
+from .errors import NixdistillError
+from .presets import TeacherSpec, TrainingBudget, load_preset
 from .runs import latest_checkpoint, write_json_atomic
 
 DONE_FILE = "DONE.json"
 RESOURCE_PREFIX = "resource:"
-STAGES = ("teacher", "encoder", "decoder", "polish", "export", "benchmark")
-PRESET_STAGES = ("teacher", "encoder", "decoder", "polish", "export", "benchmark")
-LATENT_SOURCES = ("auto", "posterior", "prior")
-
-
-@dataclass
-class TrainingBudget:
-    """``stages.encoder``: config and budget of a training stage.
-
-    Attributes:
-        config: config file or shipped config name.
-        max_minutes: wall-clock budget in minutes for this stage (``None``: config's).
-        max_steps: step budget (``None``: config's).
-    """
-
-    config: str
-    max_minutes: float | None = None
-    max_steps: int | None = None
-
-
-@dataclass
-class DecoderBudget(TrainingBudget):
-    """``stages.decoder``: a training budget, and ``finetune_on_encoder`` (feed the decoder the
-    trained encoder's latents too)."""
-
-    finetune_on_encoder: bool = False
-
-
-@dataclass
-class ExportSpec:
-    """``stages.export``: ``inference_defaults`` written into the student file
-    (``noise_scale``, ``length_scale``, ``noise_scale_w``; empty: the encoder config's)."""
-
-    inference_defaults: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TeacherSpec:
-    """``stages.teacher``: at most one of ``ref`` (a pretrained teacher reference) or
-    ``config`` (train one with ``teach``, within ``max_minutes`` / ``max_steps``); with neither,
-    the teacher is given on the command line (``--teacher``)."""
-
-    ref: str | None = None
-    config: str | None = None
-    max_minutes: float | None = None
-    max_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.ref is not None and self.config is not None:
-            raise ConfigError("stages.teacher takes one of 'ref' or 'config', not both")
-        if self.ref is not None and (self.max_minutes, self.max_steps) != (None, None):
-            raise ConfigError("stages.teacher: a budget needs 'config' (a 'ref' is not trained)")
-
-    @property
-    def budget(self) -> TrainingBudget | None:
-        """The teach budget, or ``None`` for a pretrained teacher."""
-        if self.config is None:
-            return None
-        return TrainingBudget(self.config, self.max_minutes, self.max_steps)
-
-
-@dataclass
-class PipelinePreset:
-    """A parsed preset (see the module docstring for the JSON layout).
-
-    Attributes:
-        name: preset name or file path (not part of the JSON).
-        description: one line shown in the summary.
-        data: default data reference (``resource:NAME`` for shipped text), or ``None`` when
-            the user must pass ``--data``.
-        latents: latent source for both distillation stages (auto, posterior or prior).
-        teacher / encoder / decoder: ``stages.teacher``, ``stages.encoder``, ``stages.decoder``.
-        polish: ``stages.polish`` (optional second decoder phase) or ``None``.
-        export: ``stages.export``.
-        benchmark: :class:`nixdistill.benchmark.BenchmarkSettings` fields
-            (``stages.benchmark``, passed through as given).
-    """
-
-    name: str
-    description: str
-    data: str | None
-    latents: str
-    teacher: TeacherSpec
-    encoder: TrainingBudget
-    decoder: DecoderBudget
-    benchmark: dict[str, Any] = field(default_factory=dict)
-    polish: TrainingBudget | None = None
-    export: ExportSpec = field(default_factory=ExportSpec)
-
-    def __post_init__(self) -> None:
-        if self.latents not in LATENT_SOURCES:
-            raise ConfigError(f"latents must be one of {LATENT_SOURCES}, got {self.latents!r}")
-
-
+STAGES = ("teacher", "encoder", "decoder", "polish", "export", "voice", "benchmark")
 @dataclass
 class StageReport:
     """What happened to one stage: ``status`` is ran, resumed, skipped or failed."""
@@ -185,58 +92,6 @@ class PipelineSummary:
         return dataclasses.asdict(self)
 
 
-def _read_preset(ref: str | Path, seen: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
-    """The preset's JSON with its ``extends`` chain applied: top-level keys replace the base's,
-    and each ``stages.<name>`` dict updates the base's stage key by key."""
-    path = resolve_config_path(ref)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("stages"), dict):
-        raise ConfigError(f"{path} is not a pipeline preset (no 'stages' section)")
-    base_ref = raw.pop("extends", None)
-    if base_ref is None:
-        return path, raw
-    if str(base_ref) in seen:
-        raise ConfigError(f"{path}: 'extends' loops back to {base_ref!r}")
-    _, base = _read_preset(base_ref, (*seen, str(base_ref)))
-    stages = dict(base["stages"])
-    for name, stage in raw["stages"].items():
-        stages[name] = {**stages.get(name, {}), **stage} if isinstance(stage, dict) else stage
-    return path, {**base, **raw, "stages": stages}
-
-
-def load_preset(ref: str | Path) -> PipelinePreset:
-    """Load a pipeline preset by shipped name (``joe-quick``) or file path.
-
-    Raises:
-        ConfigError: unknown preset, invalid JSON, an ``extends`` loop, or missing/unknown keys
-            or bad values.
-    """
-    path, raw = _read_preset(ref, (str(ref),))
-    unknown = sorted(set(raw) - {"description", "data", "latents", "stages"})
-    unknown += sorted(f"stages.{k}" for k in set(raw["stages"]) - set(PRESET_STAGES))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}")
-    stages = raw["stages"]
-    for name in ("encoder", "decoder"):
-        if name not in stages:
-            raise ConfigError(f"{path}: missing stages.{name}")
-    teacher = from_dict(TeacherSpec, stages.get("teacher", {}), f"{path}:stages.teacher")
-    encoder = from_dict(TrainingBudget, stages["encoder"], f"{path}:stages.encoder")
-    decoder = from_dict(DecoderBudget, stages["decoder"], f"{path}:stages.decoder")
-    polish = (from_dict(TrainingBudget, stages["polish"], f"{path}:stages.polish")
-              if stages.get("polish") else None)
-    export = from_dict(ExportSpec, stages.get("export", {}), f"{path}:stages.export")
-    try:
-        return PipelinePreset(str(ref), str(raw.get("description", "")), raw.get("data"),
-                              raw.get("latents", "auto"), teacher, encoder, decoder,
-                              dict(stages.get("benchmark", {})), polish, export)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-
-
 def resolve_data(ref: str) -> str:
     """``resource:NAME`` -> the path of a text file shipped in ``nixdistill.resources``."""
     if ref.startswith(RESOURCE_PREFIX):
@@ -252,7 +107,7 @@ def _export_voice(student_path: Path, folder: Path) -> StageReport:
     import importlib.util
 
     from nixdistill.deploy.graphs import OnnxExportError
-    from nixdistill.deploy.piper_voice import export_piper
+    from nixdistill.deploy.piper_voice import export_piper, write_sherpa_tokens
 
     existing = sorted(folder.glob("*.onnx")) if folder.is_dir() else []
     if existing and existing[0].stat().st_mtime >= student_path.stat().st_mtime:
@@ -262,6 +117,7 @@ def _export_voice(student_path: Path, folder: Path) -> StageReport:
     t0 = time.perf_counter()
     try:
         paths = export_piper(student_path, f"{folder}/")
+        write_sherpa_tokens(paths.config)  # sherpa-onnx reads the voice with it
     except OnnxExportError as e:
         return StageReport("voice", "skipped", 0.0, "", str(e).split(":")[0])
     return StageReport("voice", "ran", time.perf_counter() - t0, str(paths.onnx))

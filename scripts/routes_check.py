@@ -32,7 +32,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEXTS = REPO / "scripts" / "data" / "ljspeech_val40.txt"
-FALLBACK_TEXTS = Path("/work/shared/data/ljspeech-text/val.txt")
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -191,7 +190,7 @@ def read_heldout(path: Path | None) -> list[str]:
     from nixdistill.benchmark.settings import read_texts
 
     if path is None:
-        path = DEFAULT_TEXTS if DEFAULT_TEXTS.is_file() else FALLBACK_TEXTS
+        path = DEFAULT_TEXTS
     return read_texts(path)[:N_HELDOUT]
 
 

@@ -8,7 +8,7 @@ under ``TYPE_CHECKING``.
 Layers, top to bottom::
 
     cli, commands/                       the CLI
-    pipeline                             the whole job
+    pipeline, presets                    the whole job
     benchmark/                           student against teacher
     distill/                             training (may build students through deploy/build)
     deploy/                              the exported student, its runtimes and exports
@@ -35,7 +35,7 @@ PACKAGE_DIRS = {
     "nixdistill.monotonic_align": ROOT / "monotonic_align",
 }
 
-APP = ("nixdistill.cli", "nixdistill.commands", "nixdistill.pipeline")
+APP = ("nixdistill.cli", "nixdistill.commands", "nixdistill.pipeline", "nixdistill.presets")
 CORE = ("nixdistill.config", "nixdistill.errors", "nixdistill.audio", "nixdistill.runs",
         "nixdistill.text", "nixdistill.data", "nixdistill.resources", "nixdistill.nn")
 BENCHMARK, DISTILL, DEPLOY, TEACHER = ("nixdistill.benchmark", "nixdistill.distill",

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from nixdistill.cli import cli
 from nixdistill.config import ConfigError, load_config
-from nixdistill.pipeline import DONE_FILE, load_preset, run_pipeline
+from nixdistill.pipeline import DONE_FILE, run_pipeline
+from nixdistill.presets import load_preset
 from nixdistill.resources.fixtures import espeak_available
 
 
@@ -166,6 +167,7 @@ def test_pipeline_distils_any_teacher_given_on_the_command_line(tmp_path):
     voice_path = tmp_path / "run" / "voice" / "en_US-joe_nix-medium.onnx"
     config = json.loads(voice_path.with_name(voice_path.name + ".json").read_text())
     assert config["dataset"] == "joe_nix"
+    assert (voice_path.parent / "tokens.txt").read_text(encoding="utf-8").startswith("_ 0\n")
     voice = piper.PiperVoice.load(str(voice_path))
     audio = [c.audio_float_array for c in voice.synthesize("Hello there.")]
     assert sum(a.size for a in audio) > config["hop_length"]
@@ -176,7 +178,7 @@ def test_joe_presets_are_the_generic_ones_with_the_joe_voice():
     configs, budgets, data, seeds), so it gives the same student within the machine's noise."""
     import dataclasses
 
-    from nixdistill.pipeline import TeacherSpec
+    from nixdistill.presets import TeacherSpec
 
     def recipe(preset):
         return dataclasses.replace(preset, name="", description="")

@@ -21,7 +21,7 @@ from nixdistill.distill.distil_decoder import DistilDecoderStage  # noqa: E402
 from nixdistill.distill.distil_encoder import DistilEncoderStage  # noqa: E402
 from nixdistill.distill.loop import Trainer  # noqa: E402
 from nixdistill.distill.setup import decoder_model_config, encoder_model_config  # noqa: E402
-from nixdistill.pipeline import load_preset  # noqa: E402
+from nixdistill.presets import load_preset  # noqa: E402
 from nixdistill.runs import load_checkpoint  # noqa: E402
 from nixdistill.teacher.loader import load_teacher  # noqa: E402
 
