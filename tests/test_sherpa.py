@@ -22,15 +22,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_export import AUDIO, make_student
+from test_export import AUDIO, make_piper_student
 
 from nixdistill.cli import cli
-from nixdistill.config import TextConfig
 from nixdistill.deploy.graphs import OnnxExportError
 from nixdistill.deploy.piper_voice import (SHERPA_TOKENS_NAME, sherpa2_phoneme_codepoints,
                                            sherpa_tokens)
 from nixdistill.deploy.student import load_student
-from nixdistill.text import build_frontend
 
 pytest.importorskip("onnx")
 piper = pytest.importorskip("piper")
@@ -49,12 +47,10 @@ def joe_config() -> dict:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, joe_config):
+def exported(tmp_path_factory):
     """(student path, voice .onnx) from ``nixdistill export --format piper --out DIR/``."""
     tmp = tmp_path_factory.mktemp("sherpa")
-    frontend = build_frontend(TextConfig(frontend="espeak", language="en-us",
-                                         phoneme_id_map=joe_config["phoneme_id_map"]))
-    student, _, _ = make_student(tmp, "istft", frontend=frontend)
+    student, _, _ = make_piper_student(tmp)
     out = tmp / "voice"
     result = CliRunner().invoke(cli, ["export", "--student", str(student), "--format", "piper",
                                       "--out", f"{out}/"])

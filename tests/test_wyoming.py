@@ -21,11 +21,9 @@ import numpy as np
 import pytest
 from conftest import free_port
 from click.testing import CliRunner
-from test_export import AUDIO, make_student
+from test_export import AUDIO, make_piper_student
 
 from nixdistill.cli import cli
-from nixdistill.config import TextConfig
-from nixdistill.text import build_frontend
 
 pytest.importorskip("onnx")
 piper = pytest.importorskip("piper")
@@ -49,10 +47,7 @@ MIN_RMS_INT16 = 30.0
 def voice_dir(tmp_path_factory) -> Path:
     """A wyoming-piper data dir holding the tiny student as ``en_US-joe_nix-medium``."""
     tmp = tmp_path_factory.mktemp("wyoming")
-    config = json.loads(Path(joe.config_path()).read_text(encoding="utf-8"))
-    frontend = build_frontend(TextConfig(frontend="espeak", language="en-us",
-                                         phoneme_id_map=config["phoneme_id_map"]))
-    student, _, _ = make_student(tmp, "istft", frontend=frontend)
+    student, _, _ = make_piper_student(tmp)
     data = tmp / "piper-data"
     result = CliRunner().invoke(cli, ["export", "--student", str(student), "--format", "piper",
                                       "--teacher-config", str(joe.config_path()),
