@@ -67,7 +67,6 @@ from .runs import latest_checkpoint, write_json_atomic
 
 DONE_FILE = "DONE.json"
 RESOURCE_PREFIX = "resource:"
-STAGES = ("teacher", "encoder", "decoder", "polish", "export", "voice", "benchmark")
 @dataclass
 class StageReport:
     """What happened to one stage: ``status`` is ran, resumed, skipped or failed."""

@@ -229,7 +229,7 @@ def quality_pass(teacher: TorchModel, students: Sequence[TorchModel], texts: Seq
         sz_td: list[Clip | None] = []
         sz_sd: list[Clip | None] = []
         by_class: dict[str, dict[str, list[float]]] = {}
-        for text, s, ok, (z_t, w_t) in zip(texts, seeds, same, t_zero_out):
+        for text, s, ok, (z_t, w_t), ref in zip(texts, seeds, same, t_zero_out, t_zero):
             z_s = _encode(st, text, NOISE0, s, w_ceil=w_t)[0] if ok else None
             tz_sd.append(_decode(st, z_t) if ok else None)
             sz_td.append(_decode(teacher, z_s) if z_s is not None else None)
@@ -240,7 +240,7 @@ def quality_pass(teacher: TorchModel, students: Sequence[TorchModel], texts: Seq
                 for lane, clip in (("student_teacher_durations", sz_sd[-1]),
                                    ("teacher_z_student_decoder", tz_sd[-1])):
                     _add_by_class(by_class.setdefault(lane, {}), mel_error_by_class(
-                        t_zero[len(sz_sd) - 1], clip, durations, tokens, st.audio))
+                        ref, clip, durations, tokens, st.audio))
         lane_clips = {"teacher": t_zero, "teacher_z_student_decoder": tz_sd,
                       "student_z_teacher_decoder": sz_td, "student_teacher_durations": sz_sd,
                       "full_student": s_zero}
