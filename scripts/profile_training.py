@@ -10,14 +10,18 @@ times ``--steps`` optimiser steps per setting after ``--warmup`` steps, split in
 * ``backward``: backward pass and gradient clipping;
 * ``optimizer``: ``AdamW.step``.
 
-Settings (``--threads`` x ``--precision``) run interleaved, round by round, so a noisy machine
-affects them alike. ``--ops`` adds a torch.profiler table of the most expensive operators of
+Settings (``--threads`` x ``--precision`` x ``--variant``) run interleaved, round by round, so
+a noisy machine affects them alike. A variant is ``NAME=JSON``: the JSON is merged key by key
+into the stage's config (``{"train": {"extra": {"aligner": "auto"}}}``); a key the stage's
+config does not have is ignored for that stage, so one variant can name both stages' keys. ``--ops`` adds a torch.profiler table of the most expensive operators of
 the first setting. Prints one JSON object per stage on stdout.
 
 Usage::
 
     python scripts/profile_training.py --stage decoder --threads 1,2 --precision fp32,bf16 \\
         --steps 10 --rounds 2
+    python scripts/profile_training.py --stage encoder --variant base={} \
+        --variant no-aligner='{"train": {"extra": {"aligner": "auto"}}}'
 """
 
 from __future__ import annotations
@@ -28,12 +32,11 @@ import statistics
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 
 import torch
 
-from nixdistill.config import load_config
+from nixdistill.config import config_from_raw, resolve_config_path
 from nixdistill.data import TextOnlyDataset, Utterance, make_loader
 from nixdistill.distill.context import LoopState, StepContext
 from nixdistill.distill.distil_decoder import DistilDecoderStage
@@ -42,6 +45,7 @@ from nixdistill.distill.distributed import DistInfo, resolve_autocast_dtype
 from nixdistill.distill.latents import fill_latent_cache, open_latent_cache
 from nixdistill.distill.optimizers import Optimizers
 from nixdistill.distill.setup import decoder_model_config, encoder_model_config
+from nixdistill.presets import load_preset
 from nixdistill.resources import resource_path
 from nixdistill.teacher.loader import load_teacher
 
@@ -74,23 +78,42 @@ class PhaseTimer:
         return out
 
 
-def build_stage(kind: str, preset: dict, teacher, data, cache, precision: str):
-    stages = preset["stages"]
-    overrides = {"train": {"precision": precision}}
+def merged(base: dict, update: dict) -> dict:
+    """``base`` with ``update`` merged in key by key (dicts recursively); keys ``base`` lacks
+    are skipped, except under ``extra`` (free-form stage options)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = merged(base[key], value) if key != "extra" else {**base[key], **value}
+        elif key in base:
+            out[key] = value
+    return out
+
+
+def stage_config(ref: str, precision: str, variant: dict):
+    path = resolve_config_path(ref)
+    raw = merged(json.loads(path.read_text(encoding="utf-8")), variant)
+    raw.setdefault("train", {})["precision"] = precision
+    return config_from_raw(raw, source=str(path))
+
+
+def build_stage(kind: str, preset: dict, teacher, data, cache, precision: str,
+                variant: dict | None = None):
+    variant = variant or {}
     if kind == "encoder":
-        exp = load_config(stages["encoder"]["config"], overrides)
+        exp = stage_config(preset.encoder.config, precision, variant)
         enc_cfg = encoder_model_config(exp.model, teacher, "profile")
         return exp, DistilEncoderStage(teacher, exp, enc_cfg, data, data, "prior", cache)
-    exp = load_config(stages["decoder"]["config"], overrides)
+    exp = stage_config(preset.decoder.config, precision, variant)
     dec_cfg = decoder_model_config(exp.model, teacher.model_config.inter_channels, "profile")
     return exp, DistilDecoderStage(teacher, exp, dec_cfg, data, data, "prior", None, cache)
 
 
-def time_setting(kind, preset, teacher, data, cache, threads, precision, steps, warmup,
-                 ops: bool) -> dict:
+def time_setting(kind, preset, teacher, data, cache, threads, precision, variant, steps,
+                 warmup, ops: bool) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    exp, stage = build_stage(kind, preset, teacher, data, cache, precision)
+    exp, stage = build_stage(kind, preset, teacher, data, cache, precision, variant)
     device = torch.device("cpu")
     dtype, scaler = resolve_autocast_dtype(exp.train.precision, device)
     optimizers = Optimizers(stage.optimized(), exp.train, device, scaler)
@@ -153,12 +176,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--n-items", type=int, default=64)
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                    help="config change merged into both stages' configs (repeatable)")
     ap.add_argument("--ops", action="store_true", help="operator table of the first setting")
     args = ap.parse_args()
+    variants = {"base": {}}
+    if args.variant:
+        variants = {}
+        for v in args.variant:
+            name, _, text = v.partition("=")
+            variants[name] = json.loads(text or "{}")
 
-    preset = json.loads(resources.files("nixdistill.configs").joinpath(
-        "presets", f"{args.preset}.json").read_text(encoding="utf-8"))
-    teacher = load_teacher(preset["stages"]["teacher"]["ref"])
+    preset = load_preset(args.preset)
+    teacher = load_teacher(preset.teacher.ref)
     lines = resource_path("sentences_en.txt").read_text(encoding="utf-8").splitlines()
     utts = [Utterance(f"s{i:04d}", t, None, 0) for i, t in enumerate(lines[: args.n_items])]
     data = TextOnlyDataset(utts, teacher.frontend)
@@ -167,19 +197,21 @@ def main() -> None:
     cache = open_latent_cache(root, teacher, "prior", probe.latent_settings)
     fill_latent_cache(teacher, data, "prior", probe.latent_settings, cache, 0)
     stages = ("encoder", "decoder") if args.stage == "both" else (args.stage,)
-    settings = [(int(t), p) for t in args.threads.split(",") for p in args.precision.split(",")]
+    settings = [(int(t), p, v) for t in args.threads.split(",")
+                for p in args.precision.split(",") for v in variants]
     for kind in stages:
         runs: dict[tuple, list[dict]] = {s: [] for s in settings}
         for r in range(args.rounds):
             for s in settings:
-                runs[s].append(time_setting(kind, preset, teacher, data, cache, *s, args.steps,
-                                            args.warmup, args.ops and r == 0 and s == settings[0]))
+                runs[s].append(time_setting(kind, preset, teacher, data, cache, s[0], s[1],
+                                            variants[s[2]], args.steps, args.warmup,
+                                            args.ops and r == 0 and s == settings[0]))
         out = {"stage": kind, "preset": args.preset, "cpu_threads_available": torch.get_num_threads(),
                "settings": []}
         for s, results in runs.items():
             per = {k: statistics.median(r["seconds_per_step"][k] for r in results)
                    for k in (*PHASES, "total")}
-            out["settings"].append({"threads": s[0], "precision": s[1],
+            out["settings"].append({"threads": s[0], "precision": s[1], "variant": s[2],
                                     "seconds_per_step_median": per,
                                     "steps_per_minute": 60.0 / per["total"],
                                     "rounds": [r["seconds_per_step"]["total"] for r in results],

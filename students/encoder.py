@@ -133,7 +133,8 @@ class EncoderTrainOutput(NamedTuple):
     """Training-time outputs of :meth:`NixEncoder.forward`.
 
     m_s, logs_s, z_s: student latent mean, log-std and sample, [B, inter, T_frames].
-    attn_soft, attn_hard, attn_logprob: aligner outputs, [B, 1, T_frames, T_text].
+    attn_soft, attn_hard, attn_logprob: aligner outputs, [B, 1, T_frames, T_text] (None when
+        the aligner was skipped, ``align=False``).
     logw: predicted log durations, [B, 1, T_text] (stochastic: a detached sample).
     logw_target: log of ``w_target``, [B, 1, T_text].
     x_mask: [B, 1, T_text]; y_mask: [B, 1, T_frames].
@@ -141,15 +142,16 @@ class EncoderTrainOutput(NamedTuple):
     w_target: frames per token the latents were expanded with and the duration predictor was
         trained on, [B, 1, T_text]: the given durations (e.g. the teacher's) or else the
         aligner's.
-    w_align: frames per token of the aligner's hard (MAS) alignment, [B, 1, T_text].
+    w_align: frames per token of the aligner's hard (MAS) alignment, [B, 1, T_text] (None
+        when the aligner was skipped).
     """
 
     m_s: torch.Tensor
     logs_s: torch.Tensor
     z_s: torch.Tensor
-    attn_soft: torch.Tensor
-    attn_hard: torch.Tensor
-    attn_logprob: torch.Tensor
+    attn_soft: torch.Tensor | None
+    attn_hard: torch.Tensor | None
+    attn_logprob: torch.Tensor | None
     logw: torch.Tensor
     logw_target: torch.Tensor
     x_mask: torch.Tensor
@@ -270,9 +272,10 @@ class NixEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, x_lengths: torch.Tensor, mel: torch.Tensor, y_lengths: torch.Tensor,
         sid: torch.Tensor | None = None, noise_scale: float = 1.0,
-        w_target: torch.Tensor | None = None,
+        w_target: torch.Tensor | None = None, align: bool = True,
     ) -> EncoderTrainOutput:
-        """Training pass: the aligner always runs; latents follow ``w_target`` when given.
+        """Training pass: the aligner runs unless ``align`` is False; latents follow
+        ``w_target`` when given.
 
         Args:
             x: token ids, [B, T_text], int64. x_lengths: [B].
@@ -286,21 +289,27 @@ class NixEncoder(nn.Module):
         Returns:
             :class:`EncoderTrainOutput`; ``T_frames`` is that of ``mel``.
         Raises:
-            RuntimeError: when built with ``with_aligner=False``.
-            ValueError: ``w_target`` does not sum to ``y_lengths``.
+            RuntimeError: ``align`` and built with ``with_aligner=False``.
+            ValueError: ``w_target`` does not sum to ``y_lengths``, or ``align`` is False
+                without ``w_target``.
             nixdistill.monotonic_align.AlignmentError: an item has more tokens than frames.
         """
-        if self.aligner is None:
+        if align and self.aligner is None:
             raise RuntimeError("this NixEncoder was built without its aligner (inference only)")
         if w_target is not None and not torch.equal(
                 w_target.reshape(x.shape[0], -1).sum(1).long(), y_lengths.long()):
             raise ValueError("w_target must sum to y_lengths for every item")
+        if not align and w_target is None:
+            raise ValueError("align=False needs w_target (known durations)")
         emb, h, x_mask = self.encode_text(x, x_lengths)
         y_mask = sequence_mask(y_lengths, mel.shape[2]).unsqueeze(1).to(h.dtype)
         g = self.speaker_embedding(sid, x.shape[0], x.device)
-        align = self.aligner(emb, mel, x_mask, y_mask, x_lengths, y_lengths)
-        attn_hard = align.attn_hard  # [B, 1, T_frames, T_text]
-        w_align = attn_hard.sum(2)  # [B, 1, T_text]
+        attn_soft = attn_hard = attn_logprob = w_align = None
+        if align:
+            aligned = self.aligner(emb, mel, x_mask, y_mask, x_lengths, y_lengths)
+            attn_soft, attn_logprob = aligned.attn_soft, aligned.attn_logprob
+            attn_hard = aligned.attn_hard  # [B, 1, T_frames, T_text]
+            w_align = attn_hard.sum(2)  # [B, 1, T_text]
         if w_target is None:
             w = w_align
             h_frames = torch.bmm(h, attn_hard.squeeze(1).transpose(1, 2))  # [B, hidden, T_frames]
@@ -320,7 +329,7 @@ class NixEncoder(nn.Module):
         m_s, logs_s = self.latent_encoder(h_frames * y_mask, y_mask, g)
         z_s = (m_s + torch.randn_like(m_s) * torch.exp(logs_s) * noise_scale) * y_mask
         return EncoderTrainOutput(
-            m_s, logs_s, z_s, align.attn_soft, attn_hard, align.attn_logprob, logw, logw_target,
+            m_s, logs_s, z_s, attn_soft, attn_hard, attn_logprob, logw, logw_target,
             x_mask, y_mask, dur_nll, w, w_align,
         )
 

