@@ -153,6 +153,7 @@ class DistilEncoderStage(Stage):
         self.latent_settings = self.options.latent_settings()
         self.options = self.options.with_latent_settings(self.latent_settings)
         self.encoder = NixEncoder(encoder_cfg)
+        self._eval_refs: dict[int, tuple] = {}
         # the aligner is trained unless the latents' own durations make it idle
         self.align = self.options.aligner == "always" or source != "prior"
         self.speakers = speakers or choose_speakers(teacher.n_speakers, teacher.speaker_id_map)
@@ -237,6 +238,24 @@ class DistilEncoderStage(Stage):
         return logs
 
     # -- evaluation ------------------------------------------------------------------------
+    def _eval_reference(self, i: int, device: torch.device):
+        """Held-out item ``i``: its batch, the teacher's synthesis (seeded, so the same at every
+        evaluation: computed once and kept) and the generator, seeded alike, that the student's
+        draws continue from."""
+        gen = torch.Generator(device=device)
+        gen.manual_seed(self.train_cfg.seed + i)
+        if i not in self._eval_refs:
+            batch = collate([self.eval_set[i]]).to(device)
+            ref = self.teacher.model.infer(
+                batch.x, batch.x_lengths, self._teacher_sid(batch),
+                noise_scale=self.options.teacher_noise_scale,
+                length_scale=self.options.teacher_length_scale,
+                noise_scale_w=self.options.teacher_noise_scale_w, generator=gen)
+            self._eval_refs[i] = (batch, ref, gen.get_state())
+        batch, ref, state = self._eval_refs[i]
+        gen.set_state(state)
+        return batch, ref, gen
+
     @torch.no_grad()
     def evaluate(self, ctx) -> dict[str, float]:
         """Student ``z`` with the teacher's durations -> teacher decoder, vs teacher synthesis.
@@ -259,14 +278,8 @@ class DistilEncoderStage(Stage):
         model = self.teacher.model
         mel_l1s, dur_l1s, ratios, within, align_l1s = [], [], [], [], []
         for i in range(n_items):
-            batch = collate([self.eval_set[i]]).to(ctx.device)
+            batch, ref, gen = self._eval_reference(i, ctx.device)
             sid_t, sid_s = self._teacher_sid(batch), self._sid(batch)
-            gen = torch.Generator(device=ctx.device)
-            gen.manual_seed(self.train_cfg.seed + i)
-            ref = model.infer(batch.x, batch.x_lengths, sid_t,
-                              noise_scale=self.options.teacher_noise_scale,
-                              length_scale=self.options.teacher_length_scale,
-                              noise_scale_w=self.options.teacher_noise_scale_w, generator=gen)
             w_teacher = ref.w_ceil.reshape(1, -1)
             n_frames = int(w_teacher.sum())
             student = encoder.infer(batch.x, batch.x_lengths, sid_s,
