@@ -132,7 +132,7 @@ def main() -> None:
         if has_minutes:
             axes[0, 1].set_xlabel("minutes at the measured steps per minute (2 threads)")
         for ax in axes[0]:
-            ax.set_ylabel("MCD to the teacher, dB (student z -> teacher decoder)")
+            ax.set_ylabel("MCD dB, student z -> teacher decoder")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         fig.suptitle(f"{len(texts)} sentences of {args.texts.name}", fontsize=9)
