@@ -33,18 +33,17 @@ import torch
 from nixdistill.benchmark.adapters import teacher_view
 from nixdistill.benchmark.metrics import mcd
 from nixdistill.deploy.build import encoder_from_run
+from nixdistill.distill.stage import log_mel
 from nixdistill.teacher.loader import load_teacher
 
 
 def log_mel_l1(ref: np.ndarray, hyp: np.ndarray, audio) -> float:
-    import librosa
-
-    kw = dict(sr=audio.sample_rate, n_fft=audio.n_fft, hop_length=audio.hop_length,
-              n_mels=audio.n_mels)
-    a = np.log(np.maximum(librosa.feature.melspectrogram(y=ref, **kw), 1e-5))
-    b = np.log(np.maximum(librosa.feature.melspectrogram(y=hyp, **kw), 1e-5))
-    n = min(a.shape[1], b.shape[1])
-    return float(np.abs(a[:, :n] - b[:, :n]).mean())
+    """Mean |log-mel(ref) - log-mel(hyp)| over the shorter clip's frames, with the training
+    losses' own log-mel (:func:`nixdistill.distill.stage.log_mel`)."""
+    a = log_mel(torch.from_numpy(ref).reshape(1, -1), audio)
+    b = log_mel(torch.from_numpy(hyp).reshape(1, -1), audio)
+    n = min(a.shape[-1], b.shape[-1])
+    return float((a[..., :n] - b[..., :n]).abs().mean())
 
 
 def checkpoints(run: Path) -> list[tuple[int, Path]]:
@@ -67,7 +66,6 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     teacher = load_teacher(args.teacher)
     tv = teacher_view(teacher)

@@ -12,15 +12,17 @@ times ``--steps`` optimiser steps per setting after ``--warmup`` steps, split in
 
 Settings (``--threads`` x ``--precision`` x ``--variant``) run interleaved, round by round, so
 a noisy machine affects them alike. A variant is ``NAME=JSON``: the JSON is merged key by key
-into the stage's config (``{"train": {"extra": {"aligner": "auto"}}}``); a key the stage's
-config does not have is ignored for that stage, so one variant can name both stages' keys. ``--ops`` adds a torch.profiler table of the most expensive operators of
-the first setting. Prints one JSON object per stage on stdout.
+into the stage's config (``{"train": {"extra": {"aligner": "auto"}}}``). A ``model`` or
+``train`` key the stage's config lacks is skipped, but ``train.extra`` keys are passed as given
+and a stage refuses ones it does not know: profile such a variant with ``--stage`` set to its
+stage. ``--ops`` adds a torch.profiler table of the most expensive operators of the first
+setting. Prints one JSON object per stage on stdout.
 
 Usage::
 
     python scripts/profile_training.py --stage decoder --threads 1,2 --precision fp32,bf16 \\
         --steps 10 --rounds 2
-    python scripts/profile_training.py --stage encoder --variant base={} \
+    python scripts/profile_training.py --stage encoder --variant base={} \\
         --variant no-aligner='{"train": {"extra": {"aligner": "auto"}}}'
 """
 
@@ -177,7 +179,7 @@ def main() -> None:
     ap.add_argument("--n-items", type=int, default=64)
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
-                    help="config change merged into both stages' configs (repeatable)")
+                    help="config change merged into the stage's config (repeatable)")
     ap.add_argument("--ops", action="store_true", help="operator table of the first setting")
     args = ap.parse_args()
     variants = {"base": {}}

@@ -21,8 +21,8 @@ from nixdistill.distill.latents import (
 )
 from nixdistill.distill.losses_align import gaussian_nll_loss, latent_mse_loss
 from nixdistill.teacher.loader import load_teacher
-from nixdistill.text import EspeakFrontend
 from nixdistill.errors import ConfigError
+from nixdistill.text import EspeakFrontend
 from nixdistill.runs import load_checkpoint
 
 
@@ -276,6 +276,12 @@ def test_prior_latents_skip_the_idle_aligner_when_asked(tiny_teacher_file, tiny_
     # no alignment terms, no alignment metrics: the aligner never ran
     assert not _scalars(run, "train/forward_sum") and not _scalars(run, "train/bin")
     assert not _scalars(run, "val/align_within_1")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    images = acc.Tags()["images"]
+    assert "align/teacher" in images and "align/hard" not in images
     from nixdistill.distill.distil_encoder import EncoderOptions
 
     with pytest.raises(ConfigError, match="aligner must be one of"):

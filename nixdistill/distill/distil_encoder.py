@@ -69,6 +69,7 @@ from nixdistill.distill.setup import (
 )
 from nixdistill.distill.stage import Stage, fit_length, log_mel, speaker_ids
 from nixdistill.errors import ConfigError
+from nixdistill.nn import durations_to_path
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
@@ -339,11 +340,9 @@ class DistilEncoderStage(Stage):
         else:
             out = self.encoder(batch.x, batch.x_lengths, lat.mel, lat.y_lengths, self._sid(batch),
                                w_target=lat.w_ceil, align=False)
-            w = lat.w_ceil.reshape(-1)[:n_tok].long()
-            ends = w.cumsum(0)
-            frames = torch.arange(n_frames, device=w.device)
-            path = ((frames[None] < ends[:, None]) & (frames[None] >= (ends - w)[:, None])).float()
-            ctx.log_image("align/teacher", plot_alignment(path.cpu(), "teacher durations"))
+            w = lat.w_ceil.reshape(1, -1)[:, :n_tok]
+            path = durations_to_path(w, torch.ones(1, n_frames, n_tok, device=w.device))
+            ctx.log_image("align/teacher", plot_alignment(path[0].T.cpu(), "teacher durations"))
         z_t = lat.z[0, :, :n_frames]
         ctx.log_scalars({
             "z_teacher_mean": float(z_t.mean()), "z_teacher_std": float(z_t.std()),
