@@ -223,3 +223,26 @@ def test_stft_consistency_loss_is_zero_only_for_a_consistent_spectrum():
     assert real.grad is not None and real.grad.abs().sum() > 0
     with pytest.raises(LossError, match="shapes"):
         stft_consistency_loss(spec, out[..., :-1])
+
+
+def test_discriminators_on_magnitudes_alone():
+    """Without periods and scales, only the MR-STFT discriminator judges (one output per
+    resolution, gradients reach the generated audio); no discriminator at all is refused."""
+    from nixdistill.distill.gan import Discriminators, DiscriminatorSettings
+    from nixdistill.errors import ConfigError
+
+    res = [STFTResolution(64, 16, 64), STFTResolution(128, 32, 128)]
+    settings = DiscriminatorSettings.parse(
+        {"periods": [], "n_scales": 0, "mrstft": True, "channel_scale": 0.25})
+    disc = Discriminators(settings, res)
+    assert disc.combined is None and len(disc.mrstft.discriminators) == 2
+    y_hat = torch.randn(2, 1, 512, requires_grad=True)
+    out = disc(torch.randn(2, 1, 512), y_hat)
+    assert len(out.y_d_rs) == len(out.y_d_gs) == 2
+    sum(g.pow(2).mean() for g in out.y_d_gs).backward()
+    assert y_hat.grad is not None and y_hat.grad.abs().sum() > 0
+    both = Discriminators(DiscriminatorSettings.parse({"periods": [2], "n_scales": 0,
+                                                       "mrstft": True}), res)
+    assert len(both(torch.randn(1, 1, 512), torch.randn(1, 1, 512)).y_d_rs) == 3
+    with pytest.raises(ConfigError, match="periods"):
+        DiscriminatorSettings.parse({"periods": [], "n_scales": 0})

@@ -32,6 +32,8 @@ class DiscriminatorSettings:
         channel_scale: width multiplier of every sub-discriminator (tests: 1/16).
         use_spectral_norm: spectral instead of weight norm (VITS: False).
         mrstft: add a multi-resolution STFT discriminator at the MR-STFT loss resolutions.
+            With ``periods: []`` and ``n_scales: 0`` it is the only one: a discriminator on
+            log magnitudes, far cheaper on a CPU than the waveform MPD and MSD.
     """
 
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
@@ -43,6 +45,8 @@ class DiscriminatorSettings:
     def __post_init__(self) -> None:
         if self.channel_scale <= 0:
             raise ConfigError("train.extra.discriminator.channel_scale must be positive")
+        if not (self.periods or self.n_scales or self.mrstft):
+            raise ConfigError("train.extra.discriminator needs periods, n_scales > 0 or mrstft")
 
     @classmethod
     def parse(cls, value: DiscriminatorSettings | dict[str, Any]) -> DiscriminatorSettings:
@@ -58,22 +62,24 @@ class DiscriminatorSettings:
 
 class Discriminators(nn.Module):
     """:class:`CombinedDiscriminator` (MPD + MSD) and an optional MR-STFT discriminator, their
-    outputs joined.
+    outputs joined; without periods and scales, the MR-STFT discriminator alone.
 
     Forward: ``y, y_hat [B, 1, T_samples] -> DiscriminatorOutput`` over all sub-discriminators.
     """
 
     def __init__(self, settings: DiscriminatorSettings, resolutions: Sequence[STFTResolution]):
         super().__init__()
-        self.combined = CombinedDiscriminator(settings.periods, settings.n_scales,
-                                              settings.channel_scale, settings.use_spectral_norm)
+        waveform = bool(settings.periods) or settings.n_scales > 0
+        self.combined = (CombinedDiscriminator(settings.periods, settings.n_scales,
+                                               settings.channel_scale, settings.use_spectral_norm)
+                         if waveform else None)
         self.mrstft = (MultiResolutionSTFTDiscriminator(resolutions, settings.channel_scale)
                        if settings.mrstft else None)
 
     def forward(self, y: torch.Tensor, y_hat: torch.Tensor) -> DiscriminatorOutput:
-        out = self.combined(y, y_hat)
-        if self.mrstft is not None:
-            extra = self.mrstft(y, y_hat)
+        parts = [d(y, y_hat) for d in (self.combined, self.mrstft) if d is not None]
+        out = parts[0]
+        for extra in parts[1:]:
             for mine, theirs in zip(out, extra):
                 mine.extend(theirs)
         return out
