@@ -32,8 +32,10 @@ class DiscriminatorSettings:
         channel_scale: width multiplier of every sub-discriminator (tests: 1/16).
         use_spectral_norm: spectral instead of weight norm (VITS: False).
         mrstft: add a multi-resolution STFT discriminator at the MR-STFT loss resolutions.
-            With ``periods: []`` and ``n_scales: 0`` it is the only one: a discriminator on
-            log magnitudes, far cheaper on a CPU than the waveform MPD and MSD.
+            With ``periods: []`` and ``n_scales: 0`` it is the only one, on log magnitudes.
+            On a CPU it is not the cheap choice: at 1/4 width a decoder step costs about 12x a
+            reconstruction-only step, against 3x with MPD and MSD at 1/16 width
+            (docs/EXPERIMENTS.md, "A discriminator on STFT magnitudes alone").
     """
 
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
