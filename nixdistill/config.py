@@ -175,6 +175,8 @@ class TrainConfig:
         seed: random seed.
         num_workers: DataLoader workers.
         keep_checkpoints: how many step checkpoints to keep (the last one is always kept).
+        keep_steps: steps whose checkpoints are never pruned (e.g. an early encoder whose
+            latents a later stage reads); a checkpoint is also written at each of them.
         ema_power: ``gamma`` of a power-function weight average of the stage's averaged
             modules (Karras et al. 2024, "Analyzing and Improving the Training Dynamics of
             Diffusion Models", eq. 3): after update ``t`` the average is
@@ -210,6 +212,7 @@ class TrainConfig:
     seed: int = 1234
     num_workers: int = 0
     keep_checkpoints: int = 2
+    keep_steps: list[int] = field(default_factory=list)
     ema_power: float | None = None
     lr_cooldown: float | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)

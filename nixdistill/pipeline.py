@@ -20,13 +20,16 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
                     {}                              # or none: give it with --teacher
         "encoder":  {"config": "students/encoder_base", "max_minutes": 9, "max_steps": null},
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
-                     "finetune_on_encoder": false},
+                     "finetune_on_encoder": false, "encoder_step": null},
         "polish":   {"config": "students/decoder_istft_polish", "max_minutes": 3},  # optional
         "export":   {"inference_defaults": {"noise_scale": 0.333}},              # optional
         "benchmark": {"n_sentences": 20, "repeats": 3, "warmup": 1, "threads": "1,all",
                       "eval_quality": true}         # nixdistill.benchmark.BenchmarkSettings
       }
     }
+
+``encoder_step`` trains the decoder on the latents of that encoder checkpoint (kept by the
+encoder stage) instead of the final encoder's; the student still ships the final encoder.
 
 ``polish`` continues the decoder run (``distil-decoder --init``) with another config, e.g. a
 short adversarial phase after reconstruction-only training; the student before it is exported
@@ -159,6 +162,17 @@ def _run_training(
                                f"step {result.step}, stopped by {result.reason}"))
 
 
+def _encoder_checkpoint(encoder_dir: Path, step: int | None) -> Path:
+    """The encoder run, or with ``step`` its newest step checkpoint at or before ``step`` (the
+    final one when none is kept)."""
+    if step is None:
+        return encoder_dir
+    from .runs import step_checkpoints
+
+    kept = [p for s, p in step_checkpoints(encoder_dir) if s <= step]
+    return kept[-1] if kept else encoder_dir
+
+
 def run_pipeline(
     preset_ref: str | Path, out_dir: str | Path, data: str | None = None, device: str = "cpu",
     seed: int | None = None, max_steps: int | None = None, log: Callable[[str], None] | None = None,
@@ -234,8 +248,12 @@ def run_pipeline(
         teacher_ref=teacher_ref, data_ref=data_ref, config_ref=preset.encoder.config,
         latents=preset.latents, device=device, max_steps=cap(preset.encoder),
         max_minutes=preset.encoder.max_minutes, seed=seed, cache_dir=cache_dir,
-        speakers=speakers,
+        speakers=speakers, keep_steps=[s for s in [preset.decoder.encoder_step] if s],
     ), reports, log)
+    latents_encoder: Path | None = None
+    if preset.decoder.finetune_on_encoder:
+        latents_encoder = _encoder_checkpoint(encoder_dir, preset.decoder.encoder_step)
+        log(f"[decoder] encoder latents from {latents_encoder}")
 
     # 3. student decoder, then an optional polish: the decoder run continued with another config
     def decoder_stage(name: str, budget: TrainingBudget, init_run: Path | None) -> Path:
@@ -244,7 +262,7 @@ def run_pipeline(
             teacher_ref=teacher_ref, data_ref=data_ref, config_ref=budget.config,
             latents=preset.latents, device=device, max_steps=cap(budget),
             max_minutes=budget.max_minutes, seed=seed, cache_dir=cache_dir,
-            encoder_run=encoder_dir if preset.decoder.finetune_on_encoder else None,
+            encoder_run=latents_encoder,
             init_run=init_run, speakers=speakers,
         ), reports, log)
         return stage_dir

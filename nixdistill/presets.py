@@ -40,10 +40,26 @@ class TrainingBudget:
 
 @dataclass
 class DecoderBudget(TrainingBudget):
-    """``stages.decoder``: a training budget, and ``finetune_on_encoder`` (feed the decoder the
-    trained encoder's latents too)."""
+    """``stages.decoder``: a training budget, and where the decoder's encoder latents come from.
+
+    Attributes:
+        finetune_on_encoder: feed the decoder the trained encoder's latents too.
+        encoder_step: with ``finetune_on_encoder``, take those latents from the encoder's
+            checkpoint at this step (the encoder stage keeps it) instead of its final one; an
+            encoder that stopped earlier gives its final checkpoint. A decoder that learns on an
+            early encoder's imperfect latents stays more natural on the final encoder's
+            (docs/EXPERIMENTS.md, "The decoder's latents from a weaker encoder").
+    """
 
     finetune_on_encoder: bool = False
+    encoder_step: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoder_step is not None:
+            if self.encoder_step <= 0:
+                raise ConfigError(f"decoder encoder_step must be positive, got {self.encoder_step}")
+            if not self.finetune_on_encoder:
+                raise ConfigError("decoder encoder_step needs finetune_on_encoder: true")
 
 
 @dataclass

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -128,14 +128,17 @@ def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` step checkpoints (``last.pt`` is never touched).
+def prune_checkpoints(run_dir: str | Path, keep: int, protect: Iterable[int] = ()) -> list[Path]:
+    """Delete all but the newest ``keep`` step checkpoints (``last.pt`` and the checkpoints of
+    the steps in ``protect`` are never touched).
 
     Returns:
         the deleted paths.
     """
     ckpts = step_checkpoints(run_dir)
-    doomed = [p for _, p in ckpts[: max(0, len(ckpts) - max(keep, 1))]]
+    protected = set(protect)
+    doomed = [p for step, p in ckpts[: max(0, len(ckpts) - max(keep, 1))]
+              if step not in protected]
     for p in doomed:
         p.unlink()
     return doomed

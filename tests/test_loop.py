@@ -97,6 +97,14 @@ def test_checkpoint_cadence_keep_and_eval(tmp_path):
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
 
 
+def test_keep_steps_writes_and_keeps_those_checkpoints(tmp_path):
+    cfg = _cfg(max_steps=9, checkpoint_interval=4, keep_checkpoints=1, keep_steps=[3])
+    _fit(tmp_path, cfg)
+    # step 3 is off the cadence but written and never pruned; 4 and 8 are pruned to the last
+    assert [s for s, _ in step_checkpoints(tmp_path)] == [3, 9]
+    assert load_checkpoint(tmp_path / "checkpoints" / "step_00000003.pt")["step"] == 3
+
+
 def test_eval_at_start_adds_a_step_zero_baseline(tmp_path):
     cfg = _cfg(max_steps=4, eval_interval=4, eval_at_start=True)
     stage, _ = _fit(tmp_path, cfg)

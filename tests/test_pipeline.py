@@ -105,6 +105,28 @@ def test_pipeline_polish_continues_the_decoder_and_both_students_are_measured(
     assert len(bench["students"]) == 2
 
 
+def test_pipeline_decoder_learns_on_a_kept_early_encoder(tiny_ljspeech, tmp_path):
+    preset = json.loads(load_preset_text("tiny/pipeline_ljspeech"))
+    preset["stages"]["encoder"]["max_steps"] = 3
+    preset["stages"]["decoder"].update(finetune_on_encoder=True, encoder_step=1)
+    path = tmp_path / "preset.json"
+    path.write_text(json.dumps(preset))
+    run = tmp_path / "run"
+    run_pipeline(path, run, data=str(tiny_ljspeech))
+    from nixdistill.runs import load_checkpoint, step_checkpoints
+
+    # the encoder kept step 1 beside its newest checkpoints; the decoder read that one, and
+    # the student ships the final encoder
+    assert [s for s, _ in step_checkpoints(run / "encoder")] == [1, 3]
+    early = run / "encoder" / "checkpoints" / "step_00000001.pt"
+    assert load_checkpoint(run / "decoder")["meta"]["encoder_run"] == str(early)
+    assert json.loads((run / "encoder" / DONE_FILE).read_text())["step"] == 3
+    preset["stages"]["decoder"]["finetune_on_encoder"] = False
+    path.write_text(json.dumps(preset))
+    with pytest.raises(ConfigError, match="encoder_step needs finetune_on_encoder"):
+        load_preset(path)
+
+
 def load_preset_text(name: str) -> str:
     from nixdistill.config import resolve_config_path
 

@@ -10,7 +10,7 @@ a resumed run replay the uninterrupted one bit for bit.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from torch import nn
 
@@ -58,13 +58,15 @@ def checkpoint_payload(stage: Stage, state: LoopState, modules: dict[str, nn.Mod
     return obj
 
 
-def write_checkpoint(run_dir: str | Path, obj: dict[str, Any], keep: int) -> Path:
+def write_checkpoint(run_dir: str | Path, obj: dict[str, Any], keep: int,
+                     protect: Iterable[int] = ()) -> Path:
     """Write ``RUN/checkpoints/step_XXXXXXXX.pt`` atomically, point ``last.pt`` at it and keep
-    the newest ``keep`` step checkpoints. Returns the path of ``last.pt``."""
+    the newest ``keep`` step checkpoints and those of the steps in ``protect``. Returns the
+    path of ``last.pt``."""
     folder = checkpoint_dir(run_dir)
     step_path = save_checkpoint(folder / step_checkpoint_name(int(obj["step"])), obj)
     path = link_or_copy_atomic(step_path, folder / LAST_NAME)
-    prune_checkpoints(run_dir, keep)
+    prune_checkpoints(run_dir, keep, protect)
     return path
 
 

@@ -40,7 +40,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -358,6 +358,7 @@ def run_distil_encoder(
     latents: str = "auto", device: str = "cpu", resume: bool = False,
     max_steps: int | None = None, max_minutes: float | None = None, cache_latents: bool = False,
     seed: int | None = None, cache_dir: str | Path | None = None, speakers: str | None = None,
+    keep_steps: Sequence[int] = (),
 ) -> TrainResult:
     """Train a student encoder (``nixdistill distil-encoder``).
 
@@ -382,6 +383,8 @@ def run_distil_encoder(
             caching on (the pipeline shares one cache between encoder and decoder stages).
         speakers: a multi-speaker teacher's speakers to learn (ids or names, comma-separated;
             default all; see :mod:`nixdistill.distill.speakers`).
+        keep_steps: steps whose checkpoints are written and never pruned, added to
+            ``train.keep_steps`` (the pipeline keeps the encoder a decoder learns from).
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop. The checkpoint's
         ``config.model`` is the full encoder config and its ``meta`` holds the text frontend,
@@ -394,6 +397,9 @@ def run_distil_encoder(
         max_steps, max_minutes, seed, cache_latents, cache_dir, drop_unalignable=True,
         speakers=speakers)
     cfg = run.cfg
+    if keep_steps:
+        kept = sorted({*cfg.train.keep_steps, *(int(s) for s in keep_steps)})
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, keep_steps=kept))
     encoder_cfg = encoder_model_config(cfg.model, run.teacher, cfg.source,
                                        run.speakers.n_speakers)
     cfg = dataclasses.replace(cfg, model=encoder_cfg.to_dict())

@@ -199,7 +199,8 @@ class Trainer:
             obj = checkpoint_payload(self.stage, self.state, self.modules, self.averages,
                                      self.optimizers, rng, self.dist.world_size,
                                      self.config_dict, self.meta)
-            path = write_checkpoint(self.run_dir, obj, self.train_cfg.keep_checkpoints)
+            path = write_checkpoint(self.run_dir, obj, self.train_cfg.keep_checkpoints,
+                                    self.train_cfg.keep_steps)
         self.state.last_checkpoint_step = self.state.step
         if self.dist.world_size > 1:
             dist.barrier()
@@ -349,7 +350,8 @@ class Trainer:
                         progress.update(task, completed=self.state.step, rate=rate)
                         if self.state.step % cfg.eval_interval == 0:
                             self._evaluate()
-                        if self.state.step % cfg.checkpoint_interval == 0:
+                        if (self.state.step % cfg.checkpoint_interval == 0
+                                or self.state.step in cfg.keep_steps):
                             self._checkpoint()
                         reason = self._stop_reason(started)
                         if reason is not None:
