@@ -21,9 +21,9 @@ optional rate adds a minutes axis. Prints a table; ``--json`` and ``--plot`` sav
 The duration predictor is scored beside it: ``dur_log_l1`` is the mean
 |log w_student - log w_teacher| per token, the student's own durations (noise 0) against the
 teacher's at duration noise 0, in log frames (``duration_ratio``: the student's total frames
-over the teacher's; step checkpoints are not yet rate-calibrated, the final ``last.pt`` is). Run it once on held-out text and once on the
-training sentences to see whether the duration predictor overfits them;
-``--durations-only`` skips the audio for that.
+over the teacher's; step checkpoints are not yet rate-calibrated, the final ``last.pt`` is).
+Run it once on held-out text and once on the training sentences to see whether the duration
+predictor overfits them; ``--durations-only`` skips the audio for that.
 
 ``--wer`` adds Whisper-base WER (the benchmark's :class:`~nixdistill.benchmark.metrics.Transcriber`
 and normaliser) of the encoder's ``z`` through the teacher's decoder twice: with the teacher's
@@ -130,7 +130,8 @@ def main() -> None:
             encoder, _, _ = encoder_from_run(path)
             mcds, l1s, dur_l1s, frames, clips_td, clips_own = [], [], [], [], [], []
             for x, x_lengths, w_ceil, ref, w_mode in refs:
-                w_own = encoder.infer(x, x_lengths, None, noise_scale=0.0).w_ceil.reshape(1, -1)
+                own = encoder.infer(x, x_lengths, None, noise_scale=0.0)
+                w_own = own.w_ceil.reshape(1, -1)
                 n_tok = int(x_lengths[0])
                 frames.append((float(w_own.sum()), float(w_mode.sum())))
                 dur_l1s.append(float((w_own[0, :n_tok].float().clamp(min=1).log()
@@ -142,7 +143,7 @@ def main() -> None:
                 n = min(len(ref), len(hyp))
                 if asr is not None:
                     clips_td.append(hyp)
-                    z_own = encoder.infer(x, x_lengths, None, noise_scale=0.0).z
+                    z_own = own.z
                     clips_own.append(teacher.model.decode(z_own).reshape(-1).float().numpy())
                 mcds.append(mcd(ref[:n], hyp[:n], audio.sample_rate, audio.n_fft,
                                 audio.hop_length, "frames"))
