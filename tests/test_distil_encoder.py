@@ -44,6 +44,17 @@ def _batch(teacher, data, audio: bool, n: int = 2):
     return collate([ds[i] for i in range(len(ds))])
 
 
+def _aligner_auto_config(tmp_path):
+    """The tiny encoder config with ``train.extra.aligner: "auto"``, written under ``tmp_path``."""
+    from nixdistill.config import resolve_config_path
+
+    raw = json.loads(resolve_config_path("tiny/encoder").read_text(encoding="utf-8"))
+    raw["train"].setdefault("extra", {})["aligner"] = "auto"
+    config = tmp_path / "encoder.json"
+    config.write_text(json.dumps(raw), encoding="utf-8")
+    return config
+
+
 def _scalars(run_dir, tag):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -144,6 +155,36 @@ def test_fill_latent_cache_computes_each_missing_item_once(tiny_teacher, tiny_lj
     batch = collate([ds[0], ds[3]])
     hit = cache.load(batch.utt_ids, batch.x.shape[1])
     assert hit is not None and torch.equal(hit.w_ceil.sum(1), hit.y_lengths)
+
+
+def test_text_only_latents_match_the_full_synthesis_and_are_synthesised_when_audio_is_needed(
+        tiny_teacher, tiny_ljspeech, tmp_path):
+    batch = _batch(tiny_teacher, tiny_ljspeech, audio=False)
+    full = teacher_latents(tiny_teacher, batch, "prior", 7)
+    text = teacher_latents(tiny_teacher, batch, "prior", 7, audio=False)
+    # the same draws without the teacher's decoder: the same z and durations, no audio
+    assert text.mel is None and text.wav is None
+    torch.testing.assert_close(text.z, full.z)
+    assert torch.equal(text.w_ceil, full.w_ceil) and torch.equal(text.y_lengths, full.y_lengths)
+    utts = read_dataset(tiny_ljspeech)[:4]
+    ds = TextOnlyDataset(utts, tiny_teacher.frontend)
+    cache = open_latent_cache(tmp_path, tiny_teacher, "prior", LatentSettings())
+    assert fill_latent_cache(tiny_teacher, TextOnlyDataset(utts[:2], tiny_teacher.frontend),
+                             "prior", LatentSettings(), cache, 0, progress=False,
+                             audio=False) == 2
+    assert not cache.has(utts[0].utt_id, audio=True) and cache.has(utts[0].utt_id)
+    # a batch that mixes text-only and full items loads without the fields some lack
+    assert fill_latent_cache(tiny_teacher, TextOnlyDataset(utts[2:], tiny_teacher.frontend),
+                             "prior", LatentSettings(), cache, 0, progress=False) == 2
+    mixed = collate([ds[1], ds[2]])
+    hit = cache.load(mixed.utt_ids, mixed.x.shape[1])
+    assert hit.mel is None and hit.wav is None and torch.equal(hit.w_ceil.sum(1), hit.y_lengths)
+    # a stage that needs the audio gets the text-only items synthesised again
+    lat = teacher_latents(tiny_teacher, mixed, "prior", 0, cache=cache)
+    assert lat.wav is not None and lat.mel is not None
+    assert cache.has(utts[1].utt_id, audio=True)
+    assert fill_latent_cache(tiny_teacher, ds, "prior", LatentSettings(), cache, 0,
+                             progress=False) == 1  # only utts[0] was still text-only
 
 
 def test_latent_cache_names_the_teacher_by_its_file_not_its_path(tiny_teacher_file, tmp_path):
@@ -260,12 +301,7 @@ def test_cli_prior_with_cache_and_resume(tiny_teacher_file, tiny_ljspeech, tmp_p
 
 def test_prior_latents_skip_the_idle_aligner_when_asked(tiny_teacher_file, tiny_ljspeech,
                                                         tmp_path):
-    from nixdistill.config import resolve_config_path
-
-    raw = json.loads(resolve_config_path("tiny/encoder").read_text(encoding="utf-8"))
-    raw["train"].setdefault("extra", {})["aligner"] = "auto"
-    config = tmp_path / "encoder.json"
-    config.write_text(json.dumps(raw), encoding="utf-8")
+    config = _aligner_auto_config(tmp_path)
     run = tmp_path / "run"
     args = ["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
             "--data", str(tiny_ljspeech), "--config", str(config), "--out", str(run),
@@ -286,6 +322,40 @@ def test_prior_latents_skip_the_idle_aligner_when_asked(tiny_teacher_file, tiny_
 
     with pytest.raises(ConfigError, match="aligner must be one of"):
         EncoderOptions(aligner="never")
+
+
+def test_extra_text_trains_the_encoder_on_text_only_latents(tiny_teacher_file, tiny_ljspeech,
+                                                             tmp_path):
+    config = _aligner_auto_config(tmp_path)
+    extra = tmp_path / "more.txt"
+    extra.write_text("# more sentences\nThe lamp by the window flickered twice.\n"
+                     "A quiet river ran under the old stone bridge.\n", encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
+            "--data", str(tiny_ljspeech), "--config", str(config), "--out", str(run),
+            "--latents", "prior", "--cache-latents", "--max-steps", "3",
+            "--extra-text", str(extra)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "teacher latents (text only): 2 item(s)" in result.output
+    teacher = load_teacher(tiny_teacher_file)
+    cache = open_latent_cache(run / "latent_cache", teacher, "prior", LatentSettings())
+    from safetensors import safe_open
+
+    extra_shards = list(cache.dir.glob("extra-more_*.safetensors"))
+    assert len(extra_shards) == 2
+    for p in extra_shards:  # the teacher's decoder was skipped for them
+        with safe_open(str(p), framework="pt") as f:
+            assert set(f.keys()) == {"z", "w_ceil"}
+    data_shards = [p for p in cache.dir.glob("*.safetensors") if not p.name.startswith("extra")]
+    with safe_open(str(data_shards[0]), framework="pt") as f:
+        assert "wav" in f.keys()  # --data keeps its audio for the decoder stage
+    assert load_checkpoint(run)["step"] == 3 and _scalars(run, "train/kl")
+    # the aligner needs the teacher's audio, which extra text has not
+    bad = [a if a != str(config) else "tiny/encoder" for a in args]
+    result = CliRunner().invoke(cli, [*bad[:-4], "--out", str(tmp_path / "bad"),
+                                      "--max-steps", "1", "--extra-text", str(extra)])
+    assert result.exit_code != 0 and "aligner" in str(result.exception or result.output)
 
 
 def test_duration_predictor_rescale_multiplies_every_duration():

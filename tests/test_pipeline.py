@@ -127,6 +127,32 @@ def test_pipeline_decoder_learns_on_a_kept_early_encoder(tiny_ljspeech, tmp_path
         load_preset(path)
 
 
+def test_pipeline_gives_the_encoder_extra_text_where_it_fits(tiny_ljspeech, tmp_path, capsys):
+    from nixdistill.config import resolve_config_path
+
+    encoder = json.loads(resolve_config_path("tiny/encoder").read_text())
+    encoder["train"].setdefault("extra", {})["aligner"] = "auto"
+    (tmp_path / "encoder.json").write_text(json.dumps(encoder))
+    (tmp_path / "more.txt").write_text("The lamp by the window flickered twice.\n")
+    preset = json.loads(load_preset_text("tiny/pipeline_ljspeech"))
+    preset["latents"] = "prior"
+    preset["stages"]["encoder"].update(config=str(tmp_path / "encoder.json"),
+                                       extra_text=[str(tmp_path / "more.txt")])
+    path = tmp_path / "preset.json"
+    path.write_text(json.dumps(preset))
+    run_pipeline(path, tmp_path / "run", data=str(tiny_ljspeech))
+    cache = tmp_path / "run" / "latent_cache"
+    assert len(list(cache.glob("extra-more_*.safetensors"))) == 1
+    assert (tmp_path / "run" / "student.safetensors").is_file()
+    # the encoder config that trains its aligner has no audio for extra text: a note, no failure
+    preset["stages"]["encoder"]["config"] = "tiny/encoder"
+    path.write_text(json.dumps(preset))
+    capsys.readouterr()
+    run_pipeline(path, tmp_path / "run2", data=str(tiny_ljspeech))
+    assert "extra text skipped" in capsys.readouterr().err
+    assert not list((tmp_path / "run2" / "latent_cache").glob("extra-*"))
+
+
 def load_preset_text(name: str) -> str:
     from nixdistill.config import resolve_config_path
 

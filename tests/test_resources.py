@@ -15,6 +15,7 @@ from nixdistill.resources import (
     BENCH_KO,
     CORPUS_KO,
     DISTILL_CORPUS_EN,
+    ENCODER_TEXT_EN,
     PHONEME_PROBE_EN,
     read_sentences,
     resource_path,
@@ -31,7 +32,8 @@ from nixdistill.resources.fixtures import (
     make_ljspeech_fixture,
 )
 
-MIN_COUNTS = {DISTILL_CORPUS_EN: 500, BENCH_EN: 50, BENCH_KO: 30, CORPUS_KO: 60}
+MIN_COUNTS = {DISTILL_CORPUS_EN: 500, ENCODER_TEXT_EN: 1400, BENCH_EN: 50, BENCH_KO: 30,
+              CORPUS_KO: 60}
 WORD_RANGES = {DISTILL_CORPUS_EN: (5, 20), BENCH_EN: (6, 25)}
 KOREAN_LINE = re.compile(r"[\uac00-\ud7a3 .,?!]+")
 KSS_REL_PATH = re.compile(r"(\d)/\1_\d{4}\.wav")
@@ -70,6 +72,19 @@ def test_korean_is_hangul_and_basic_punctuation(name):
 def test_corpus_and_bench_are_disjoint(corpus, bench):
     overlap = {_key(s) for s in read_sentences(corpus)} & {_key(s) for s in read_sentences(bench)}
     assert not overlap, f"{corpus} and {bench} share sentences: {sorted(overlap)}"
+
+
+def test_encoder_text_shares_no_sentence_with_any_evaluation_set():
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "scripts" / "data"
+    held_out = {_key(s) for s in read_sentences(BENCH_EN) + read_sentences(DISTILL_CORPUS_EN)}
+    for name in ("ljspeech_test120.txt", "ljspeech_dev100.txt"):
+        held_out |= {_key(line) for line in (data / name).read_text(encoding="utf-8").splitlines()
+                     if line.strip() and not line.startswith("#")}
+    assert len(held_out) > 800  # the sets were read
+    overlap = {_key(s) for s in read_sentences(ENCODER_TEXT_EN)} & held_out
+    assert not overlap, f"{ENCODER_TEXT_EN} holds evaluation sentences: {sorted(overlap)[:3]}"
 
 
 def test_read_sentences_skips_comments_and_blanks():

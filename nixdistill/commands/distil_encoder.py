@@ -29,10 +29,15 @@ LATENT_CHOICES = ["auto", "posterior", "prior"]
 @click.option("--speakers", default=None,
               help="A multi-speaker teacher's speakers to learn, by id or name, comma-separated "
                    "(default: all; one gives a single-speaker student).")
+@click.option("--extra-text", "extra_text", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="More sentences for the encoder only (a text file, one per line; repeatable). "
+                   "Their teacher latents skip the teacher's decoder, so they are cheap. Needs "
+                   "prior latents and train.extra.aligner \"auto\".")
 @click.pass_context
 def command(ctx: click.Context, teacher_ref: str, data_ref: str, config_ref: str, out_dir: str,
             latents: str, resume: bool, max_steps: int | None, max_minutes: float | None,
-            cache_latents: bool, cache_dir: str | None, speakers: str | None) -> None:
+            cache_latents: bool, cache_dir: str | None, speakers: str | None,
+            extra_text: tuple[str, ...]) -> None:
     """Distil the teacher's text-to-latent path into a small Nix-TTS encoder."""
     from nixdistill.distill.distil_encoder import run_distil_encoder
 
@@ -41,7 +46,7 @@ def command(ctx: click.Context, teacher_ref: str, data_ref: str, config_ref: str
         teacher_ref, data_ref, config_ref, out_dir, latents=latents,
         device=obj.get("device", "cpu"), resume=resume, max_steps=max_steps,
         max_minutes=max_minutes, cache_latents=cache_latents, seed=obj.get("seed"),
-        cache_dir=cache_dir, speakers=speakers,
+        cache_dir=cache_dir, speakers=speakers, extra_text=extra_text,
     )
     click.echo(f"distil-encoder stopped at step {result.step} ({result.reason}); "
                f"checkpoint {result.checkpoint}", err=True)

@@ -204,9 +204,12 @@ def read_filelist(path: Path) -> list[Utterance]:
 
 
 def read_text(path: Path) -> list[Utterance]:
-    """Sentences, one per line, or ``id|text`` lines -> text-only utterances."""
+    """Sentences, one per line, or ``id|text`` lines -> text-only utterances. Lines that start
+    with ``#`` are comments (the shipped corpora's headers); ids keep their line numbers."""
     out = []
     for n, line in _read_lines(path):
+        if line.lstrip().startswith("#"):
+            continue
         utt_id, sep, text = line.partition(_SEP)
         if not sep or " " in utt_id.strip():
             utt_id, text = f"{path.stem}_{n:06d}", line

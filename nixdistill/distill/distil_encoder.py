@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from nixdistill.config import ExperimentConfig
-from nixdistill.data import collate
+from nixdistill.data import DataError, TextOnlyDataset, collate, read_dataset
 from nixdistill.distill.calibration import calibrate_duration_rate
 from nixdistill.distill.latents import LatentCache, fill_latent_cache, teacher_latents
 from nixdistill.distill.logging import plot_alignment, plot_spectrogram
@@ -69,6 +69,7 @@ from nixdistill.distill.setup import (
 )
 from nixdistill.distill.stage import Stage, fit_length, log_mel, speaker_ids
 from nixdistill.errors import ConfigError
+from nixdistill.text.language import LanguageMismatchError, check_text_language
 from nixdistill.nn import durations_to_path
 
 __all__ = [
@@ -208,8 +209,10 @@ class DistilEncoderStage(Stage):
 
     def training_step(self, batch, ctx) -> dict[str, Any]:
         with torch.no_grad():
+            # without the aligner, only z and the durations are needed: the teacher's decoder
+            # is skipped for items not cached with their audio (text-only latents)
             lat = teacher_latents(self.teacher, batch, self.source, None, self.latent_settings,
-                                  self.cache)
+                                  self.cache, audio=self.align)
         encoder = ctx.model("encoder")
         with ctx.autocast():
             # prior latents: the teacher's own durations expanded its z; train on them
@@ -358,7 +361,8 @@ def run_distil_encoder(
     latents: str = "auto", device: str = "cpu", resume: bool = False,
     max_steps: int | None = None, max_minutes: float | None = None, cache_latents: bool = False,
     seed: int | None = None, cache_dir: str | Path | None = None, speakers: str | None = None,
-    keep_steps: Sequence[int] = (),
+    keep_steps: Sequence[int] = (), extra_text: Sequence[str | Path] = (),
+    skip_unusable_extra_text: bool = False,
 ) -> TrainResult:
     """Train a student encoder (``nixdistill distil-encoder``).
 
@@ -385,12 +389,24 @@ def run_distil_encoder(
             default all; see :mod:`nixdistill.distill.speakers`).
         keep_steps: steps whose checkpoints are written and never pruned, added to
             ``train.keep_steps`` (the pipeline keeps the encoder a decoder learns from).
+        extra_text: text files (one sentence per line, ``#`` comments) whose sentences the
+            encoder learns from too, beyond ``data_ref``. Their teacher latents are text-only
+            (:func:`~nixdistill.distill.latents.teacher_latents` with ``audio=False``): the
+            teacher's decoder, most of a synthesis, is skipped, so they cost a fraction of a
+            ``data_ref`` sentence. Needs prior latents, a skipped aligner
+            (``train.extra.aligner: "auto"``) and a single-speaker teacher. Their ids are
+            ``extra-<file stem>_<line>``.
+        skip_unusable_extra_text: print a note and train without ``extra_text`` where it does
+            not fit the teacher or the config, instead of raising (the pipeline's presets name
+            English text for any teacher).
     Returns:
         TrainResult(step, reason, checkpoint) from the training loop. The checkpoint's
         ``config.model`` is the full encoder config and its ``meta`` holds the text frontend,
         audio config and teacher description, so export needs only the run folder.
     Raises:
-        ConfigError, NixdistillError: bad config, data, latent mode or teacher.
+        ConfigError, NixdistillError: bad config, data, latent mode or teacher; ``extra_text``
+            without prior latents, with the aligner trained or with a multi-speaker teacher.
+        DataError: an ``extra_text`` file is missing or holds no sentence.
     """
     run = prepare_distillation(
         DistilEncoderStage, teacher_ref, data_ref, config_ref, out_dir, latents, device,
@@ -403,22 +419,67 @@ def run_distil_encoder(
     encoder_cfg = encoder_model_config(cfg.model, run.teacher, cfg.source,
                                        run.speakers.n_speakers)
     cfg = dataclasses.replace(cfg, model=encoder_cfg.to_dict())
-    stage = DistilEncoderStage(run.teacher, cfg, encoder_cfg, run.train_set, run.eval_set,
+    try:
+        extra = _extra_text_set(extra_text, run)
+    except (ConfigError, LanguageMismatchError) as e:
+        if not skip_unusable_extra_text:
+            raise
+        print(f"extra text skipped: {e}", file=sys.stderr)
+        extra = None
+    train_set = run.train_set
+    if extra is not None:
+        train_set = TextOnlyDataset(run.train_set.utterances + extra.utterances,
+                                    run.teacher.frontend)
+    stage = DistilEncoderStage(run.teacher, cfg, encoder_cfg, train_set, run.eval_set,
                                run.source, run.cache, run.options, run.speakers)
     if run.cache is not None:
         # the teacher runs once, batched by length, before the clock of max_minutes starts
-        t0 = time.perf_counter()
-        n = fill_latent_cache(run.teacher, run.train_set, run.source, stage.latent_settings,
-                              run.cache, cfg.train.seed, device=device)
-        if n:
-            print(f"teacher latents: {n} item(s) cached in {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr)
+        # text-only passes are small (no waveform), so larger batches amortise their overhead
+        for part, audio, batch_size in ((run.train_set, True, 8), (extra, False, 32)):
+            if part is None:
+                continue
+            t0 = time.perf_counter()
+            n = fill_latent_cache(run.teacher, part, run.source, stage.latent_settings,
+                                  run.cache, cfg.train.seed, batch_size, device, audio=audio)
+            if n:
+                kind = "" if audio else " (text only)"
+                print(f"teacher latents{kind}: {n} item(s) cached in "
+                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
     meta = {**run.meta, "encoder_config": encoder_cfg.to_dict(),
             "n_inference_params": stage.encoder.n_inference_params()}
     result = Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()
     if run.cache is not None and run.source == "prior" and result.checkpoint is not None:
-        factor = calibrate_duration_rate(result.checkpoint, run.train_set, run.cache, device)
+        factor = calibrate_duration_rate(result.checkpoint, train_set, run.cache, device)
         if factor is not None:
             print(f"duration rate: teacher / student frames on the training set = {factor:.3f}, "
                   "folded into the duration predictor", file=sys.stderr)
     return result
+
+
+def _extra_text_set(paths: Sequence[str | Path], run):
+    """The ``extra_text`` sentences as a :class:`~nixdistill.data.TextOnlyDataset`, or ``None``
+    without any (see :func:`run_distil_encoder`)."""
+    if not paths:
+        return None
+    if run.source != "prior":
+        raise ConfigError("extra text needs prior latents (--latents prior): posterior latents "
+                          "come from recorded audio, which extra text has not")
+    if run.options.aligner == "always":
+        raise ConfigError("extra text has no teacher audio for the aligner: set "
+                          'train.extra.aligner to "auto"')
+    if run.teacher.n_speakers > 1:
+        raise ConfigError("extra text is for single-speaker teachers; a multi-speaker teacher "
+                          "learns from --data only")
+    utterances = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"extra text {p} does not exist")
+        found = [dataclasses.replace(u, utt_id=f"extra-{u.utt_id}")
+                 for u in read_dataset(p, "text") if u.text]
+        if not found:
+            raise DataError(f"extra text {p} holds no sentence")
+        utterances += found
+    check_text_language((u.text for u in utterances), run.teacher.frontend.language,
+                        ", ".join(str(p) for p in paths))
+    return TextOnlyDataset(utterances, run.teacher.frontend)

@@ -1,12 +1,18 @@
 """Text corpora shipped with nixdistill.
 
-Every file here was written for this project (no third-party corpus is copied) and is installed
-as package data, so it is found after a regular (non-editable) install too. Files hold one
-sentence per line; blank lines and lines starting with ``#`` are comments.
+Every file here but one was written for this project; the exception is public-domain text
+(LJSpeech transcripts). All are installed as package data, so they are found after a regular
+(non-editable) install too. Files hold one sentence per line; blank lines and lines starting
+with ``#`` are comments.
 
 - ``sentences_en.txt`` (:data:`DISTILL_CORPUS_EN`): English distillation corpus of the default
   preset. It covers every symbol of the Piper ``en_US-joe-medium`` ``phoneme_id_map`` that
   espeak-ng (en-us) produces for English text.
+- ``sentences_ljspeech_en.txt`` (:data:`ENCODER_TEXT_EN`): 1,499 LJSpeech 1.1 transcripts
+  (Keith Ito, 2017; public domain), none of them in the test set
+  ``scripts/data/ljspeech_test120.txt``: more English text for the student encoder only
+  (``distil-encoder --extra-text``, the ``quick`` presets' ``stages.encoder.extra_text``).
+  Rebuilt by ``scripts/data/make_ljspeech_sets.py``.
 - ``bench_en.txt`` (:data:`BENCH_EN`): English benchmark sentences for ASR word error rate,
   disjoint from the corpus.
 - ``sentences_ko.txt`` (:data:`CORPUS_KO`) and ``bench_ko.txt`` (:data:`BENCH_KO`): Korean
@@ -22,6 +28,7 @@ from pathlib import Path
 
 __all__ = [
     "DISTILL_CORPUS_EN",
+    "ENCODER_TEXT_EN",
     "BENCH_EN",
     "BENCH_KO",
     "CORPUS_KO",
@@ -31,6 +38,7 @@ __all__ = [
 ]
 
 DISTILL_CORPUS_EN = "sentences_en.txt"
+ENCODER_TEXT_EN = "sentences_ljspeech_en.txt"
 BENCH_EN = "bench_en.txt"
 BENCH_KO = "bench_ko.txt"
 CORPUS_KO = "sentences_ko.txt"

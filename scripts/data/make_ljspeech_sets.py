@@ -13,8 +13,13 @@
 - ``ljspeech_test120.txt``: 120 lines of ``train.txt``, picked at an even stride from the lines
   that qualify: after the first 400 (the transcripts the first students trained on), 40-200
   characters, and not found in any text file tracked in this repository.
+- ``nixdistill/resources/sentences_ljspeech_en.txt``: 1,500 more lines (repeats dropped) of ``train.txt`` for
+  the encoder only (``distil-encoder --extra-text``, the ``quick`` presets), picked at an even
+  stride from all its 40-200-character lines that are not in ``ljspeech_test120.txt``. (The test
+  set is chosen first, blind to this file, so adding it changed no test sentence.)
 
-The output is deterministic: on the same transcripts and repository text it writes the same files.
+The output is deterministic. The test set is kept as committed unless ``--rebuild-test`` is
+given: its choice depends on the repository's text, which grows (reports quote test sentences).
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ HERE = Path(__file__).resolve().parent
 N_TEST = 120
 SKIP_TRAIN = 400
 MIN_CHARS, MAX_CHARS = 40, 200
-OUTPUTS = ("ljspeech_val40.txt", "ljspeech_dev100.txt", "ljspeech_test120.txt")
+OUTPUTS = ("ljspeech_val40.txt", "ljspeech_dev100.txt", "ljspeech_test120.txt",
+           "sentences_ljspeech_en.txt")
+N_EXTRA = 1500
+EXTRA = HERE.parents[1] / "nixdistill" / "resources" / "sentences_ljspeech_en.txt"
 
 
 def _rows(path: Path) -> list[tuple[str, str]]:
@@ -64,6 +72,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--val", type=Path, required=True, help="LJSpeech val.txt (id|text lines)")
     ap.add_argument("--train", type=Path, required=True, help="LJSpeech train.txt (id|text lines)")
+    ap.add_argument("--rebuild-test", action="store_true",
+                    help="choose ljspeech_test120.txt again (by default the committed test set is "
+                         "kept: the repository's text grows, reports quote test sentences, and a "
+                         "new choice would differ)")
     args = ap.parse_args()
 
     val, train = _rows(args.val), _rows(args.train)
@@ -75,12 +87,32 @@ def main() -> None:
            [f"{source}: all 100 lines of val.txt ({val[0][0]} ... {val[-1][0]}).",
             "Development set for choosing levers; its first 40 lines are ljspeech_val40.txt."], val)
 
+    test_path = HERE / "ljspeech_test120.txt"
+    if args.rebuild_test or not test_path.is_file():
+        _write_test(test_path, train, source)
+    test_texts = {line.strip() for line in test_path.read_text(encoding="utf-8").splitlines()
+                  if line.strip() and not line.startswith("#")}
+    held_out = test_texts | {t for _, t in val}
+    pool = [(i, t) for i, t in train if MIN_CHARS <= len(t) <= MAX_CHARS and t not in held_out]
+    step = len(pool) / N_EXTRA
+    picked = [pool[int(k * step)] for k in range(N_EXTRA)]
+    extra = [row for n, row in enumerate(picked) if row[1] not in {t for _, t in picked[:n]}]
+    _write(EXTRA,
+           [f"{source}: {len(extra):,} lines of train.txt, at an even stride over its {len(pool):,}",
+            f"lines of {MIN_CHARS}-{MAX_CHARS} characters that are not in the test set "
+            "(scripts/data/ljspeech_test120.txt), repeats dropped.",
+            "More sentences for the student encoder only (distil-encoder --extra-text): their "
+            "teacher latents skip the teacher's decoder.",
+            "Rebuilt by scripts/data/make_ljspeech_sets.py."], extra)
+
+
+def _write_test(path: Path, train: list[tuple[str, str]], source: str) -> None:
     repo = _repo_text(HERE.parents[1])
     qualify = [(i, t) for i, t in train[SKIP_TRAIN:]
                if MIN_CHARS <= len(t) <= MAX_CHARS and t.lower() not in repo]
     stride = len(qualify) // N_TEST
     test = [qualify[k * stride] for k in range(N_TEST)]
-    _write(HERE / "ljspeech_test120.txt",
+    _write(path,
            [f"{source}: 120 lines of train.txt, every {stride}th of the {len(qualify):,} lines that",
             f"qualify (after its first {SKIP_TRAIN}, {MIN_CHARS}-{MAX_CHARS} characters, in no other "
             "text of this repository).",

@@ -79,13 +79,28 @@ class LatentCache:
         digest = hashlib.sha1(utt_id.encode()).hexdigest()[:8]
         return self.dir / f"{_UNSAFE.sub('_', utt_id)}-{digest}.safetensors"
 
+    def has(self, utt_id: str, audio: bool = False) -> bool:
+        """Whether ``utt_id`` is cached (with ``audio``: with the teacher's ``wav``, which
+        text-only latents lack)."""
+        path = self.path(utt_id)
+        if not path.is_file():
+            return False
+        if not audio:
+            return True
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return "wav" in f.keys()
+
     def save(self, utt_ids: list[str], lat: LatentBatch, x_lengths: torch.Tensor) -> None:
         """Write one shard per item of ``lat`` (``x_lengths`` [B] trims ``w_ceil``)."""
         from safetensors.torch import save_file
 
         for i, utt_id in enumerate(utt_ids):
             n = int(lat.y_lengths[i])
-            tensors = {"z": lat.z[i, :, :n], "mel": lat.mel[i, :, :n]}
+            tensors = {"z": lat.z[i, :, :n]}
+            if lat.mel is not None:
+                tensors["mel"] = lat.mel[i, :, :n]
             if lat.w_ceil is not None:
                 tensors["w_ceil"] = lat.w_ceil[i, : int(x_lengths[i])]
             if lat.wav is not None:
@@ -102,7 +117,8 @@ class LatentCache:
         self, utt_ids: list[str], t_text: int, device: torch.device | str = "cpu"
     ) -> LatentBatch | None:
         """The batch re-padded from its shards (``w_ceil`` to ``t_text`` tokens), or ``None``
-        if any item is missing."""
+        if any item is missing. A field that some item lacks (``mel`` and ``wav`` of text-only
+        latents) is ``None`` for the whole batch."""
         from safetensors.torch import load_file
 
         paths = [self.path(u) for u in utt_ids]
@@ -113,7 +129,7 @@ class LatentCache:
         t = int(lengths.max())
 
         def pad(name: str, length: int) -> torch.Tensor | None:
-            if name not in items[0]:
+            if not all(name in it for it in items):  # e.g. text-only items have no wav
                 return None
             vals = [it[name] for it in items]
             shape = (len(vals), *vals[0].shape[:-1], length)
@@ -132,7 +148,7 @@ class LatentCache:
 def fill_latent_cache(
     teacher: Any, dataset: Any, source: str, settings: LatentSettings, cache: LatentCache,
     generator: torch.Generator | int | None = None, batch_size: int = 8, device: str = "cpu",
-    progress: bool = True,
+    progress: bool = True, audio: bool = True,
 ) -> int:
     """Compute the teacher latents of every item of ``dataset`` missing from ``cache``.
 
@@ -151,6 +167,10 @@ def fill_latent_cache(
         batch_size: items per teacher pass.
         device: torch device of the teacher.
         progress: show a progress bar on stderr.
+        audio: prior latents only: synthesise the teacher's audio too (see
+            :func:`teacher_latents`); ``False`` caches text-only latents, for sentences only
+            the encoder learns from. Items cached text-only are synthesised again when
+            ``audio`` is asked for.
     Returns:
         the number of items computed (0 when the cache was already complete).
     Raises:
@@ -158,24 +178,26 @@ def fill_latent_cache(
     """
     from nixdistill.data import collate
 
-    todo = [i for i in range(len(dataset)) if not cache.path(dataset[i].utt_id).is_file()]
+    needs_audio = audio and source == "prior"
+    todo = [i for i in range(len(dataset)) if not cache.has(dataset[i].utt_id, needs_audio)]
     if not todo:
         return 0
     todo.sort(key=lambda i: (len(dataset[i].x), i))
     batches = [todo[k: k + batch_size] for k in range(0, len(todo), batch_size)]
     gen = device_generator(generator, torch.device(device))
     bar = None
+    label = "teacher latents" if needs_audio or source != "prior" else "teacher latents (text only)"
     if progress:
         from rich.console import Console
         from rich.progress import Progress
 
         bar = Progress(console=Console(stderr=True), transient=True)
-        task = bar.add_task("teacher latents", total=len(todo))
+        task = bar.add_task(label, total=len(todo))
         bar.start()
     try:
         for idx in batches:
             batch = collate([dataset[i] for i in idx]).to(device)
-            teacher_latents(teacher, batch, source, gen, settings, cache)
+            teacher_latents(teacher, batch, source, gen, settings, cache, audio)
             if bar is not None:
                 bar.advance(task, len(idx))
     finally:

@@ -63,11 +63,14 @@ def _posterior(teacher, batch, gen, settings: LatentSettings) -> LatentBatch:
 
 
 @torch.no_grad()
+def _sampling(settings: LatentSettings, gen) -> dict[str, Any]:
+    return {"noise_scale": settings.noise_scale, "length_scale": settings.length_scale,
+            "noise_scale_w": settings.noise_scale_w, "generator": gen}
+
+
 def _prior(teacher, batch, gen, settings: LatentSettings) -> LatentBatch:
     out = teacher.model.infer(batch.x, batch.x_lengths, _sid(teacher, batch),
-                              noise_scale=settings.noise_scale,
-                              length_scale=settings.length_scale,
-                              noise_scale_w=settings.noise_scale_w, generator=gen)
+                              **_sampling(settings, gen))
     hop = teacher.audio.hop_length
     y_lengths = out.y_mask.sum((1, 2)).long()
     sample_mask = _frame_mask(y_lengths * hop, out.wav.shape[2]).to(out.wav.dtype)
@@ -80,9 +83,18 @@ def _prior(teacher, batch, gen, settings: LatentSettings) -> LatentBatch:
                        out.w_ceil.reshape(out.w_ceil.shape[0], -1).long(), wav)
 
 
+@torch.no_grad()
+def _prior_text_only(teacher, batch, gen, settings: LatentSettings) -> LatentBatch:
+    # the same draws as _prior (durations, then the prior sample) without the teacher's decoder
+    out = teacher.model.prior_latents(batch.x, batch.x_lengths, _sid(teacher, batch),
+                                      **_sampling(settings, gen))
+    y_lengths = out.y_mask.sum((1, 2)).long()
+    return LatentBatch(out.z * out.y_mask, y_lengths, None, out.w_ceil, None)
+
+
 def teacher_latents(
     teacher: Any, batch: Any, source: str, generator: torch.Generator | int | None = None,
-    settings: LatentSettings | None = None, cache: Any = None,
+    settings: LatentSettings | None = None, cache: Any = None, audio: bool = True,
 ) -> LatentBatch:
     """Teacher latents for a batch.
 
@@ -94,6 +106,11 @@ def teacher_latents(
         generator: ``torch.Generator`` or integer seed for all sampling noise (None: global RNG).
         settings: :class:`LatentSettings` (defaults: VITS inference values).
         cache: optional :class:`~nixdistill.distill.latents.cache.LatentCache`; items found there are not recomputed.
+        audio: prior latents only: also synthesise the teacher's audio (``wav``) and its ``mel``,
+            which the decoder stage and the encoder's aligner need. ``False`` skips the
+            teacher's decoder, most of a VITS synthesis, and returns text-only latents
+            (``mel`` and ``wav`` ``None``; the same ``z`` and ``w_ceil`` for the same draws).
+            With ``True``, cached text-only items are synthesised again.
     Returns:
         :class:`LatentBatch`; all frame axes share ``T_frames``.
     Raises:
@@ -104,10 +121,13 @@ def teacher_latents(
     settings = settings or LatentSettings()
     if cache is not None:
         hit = cache.load(batch.utt_ids, batch.x.shape[1], device=batch.x.device)
-        if hit is not None:
+        if hit is not None and (hit.wav is not None or not audio):
             return hit
     gen = device_generator(generator, batch.x.device)
-    lat = (_posterior if source == "posterior" else _prior)(teacher, batch, gen, settings)
+    if source == "posterior":
+        lat = _posterior(teacher, batch, gen, settings)
+    else:
+        lat = (_prior if audio else _prior_text_only)(teacher, batch, gen, settings)
     if cache is not None:
         cache.save(batch.utt_ids, lat, batch.x_lengths)
     return lat

@@ -25,16 +25,16 @@ class LatentBatch(NamedTuple):
     z: teacher latent, [B, inter, T_frames] (zero on padded frames).
     y_lengths: valid frames, [B] int64.
     mel: log-mel of the audio the latents describe (aligner queries), [B, n_mels, T_frames],
-        zero on padded frames.
+        zero on padded frames; ``None`` for text-only latents (the teacher's decoder skipped).
     w_ceil: teacher durations in frames per token, [B, T_text] int64 (prior), else None.
     wav: audio, [B, 1, T_samples]: the teacher's own synthesis (prior) or the real audio
-        (posterior).
+        (posterior); ``None`` for text-only latents.
     m / logs: teacher posterior mean and log-std, [B, inter, T_frames] (posterior), else None.
     """
 
     z: torch.Tensor
     y_lengths: torch.Tensor
-    mel: torch.Tensor
+    mel: torch.Tensor | None
     w_ceil: torch.Tensor | None
     wav: torch.Tensor | None
     m: torch.Tensor | None = None
