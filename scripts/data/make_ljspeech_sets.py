@@ -14,7 +14,7 @@
   that qualify: after the first 400 (the transcripts the first students trained on), 40-200
   characters, and not found in any text file tracked in this repository.
 - ``nixdistill/resources/sentences_ljspeech_en.txt``: 1,500 more lines (repeats dropped) of ``train.txt`` for
-  the encoder only (``distil-encoder --extra-text``, the ``quick`` presets), picked at an even
+  the encoder only (``distil-encoder --extra-text``), picked at an even
   stride from all its 40-200-character lines that are not in ``ljspeech_test120.txt``. (The test
   set is chosen first, blind to this file, so adding it changed no test sentence.)
 
