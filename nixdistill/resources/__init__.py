@@ -11,7 +11,9 @@ with ``#`` are comments.
 - ``sentences_ljspeech_en.txt`` (:data:`ENCODER_TEXT_EN`): 1,499 LJSpeech 1.1 transcripts
   (Keith Ito, 2017; public domain), none of them in the test set
   ``scripts/data/ljspeech_test120.txt``: more English text for the student encoder only
-  (``distil-encoder --extra-text``, the ``quick`` presets' ``stages.encoder.extra_text``).
+  (``distil-encoder --extra-text``, a preset's ``stages.encoder.extra_text``). The shipped
+  presets do not use it: it helps on text of its books and costs fidelity on modern text
+  (docs/EXPERIMENTS.md, "A wider encoder and more text over the whole stage").
   Rebuilt by ``scripts/data/make_ljspeech_sets.py``.
 - ``bench_en.txt`` (:data:`BENCH_EN`): English benchmark sentences for ASR word error rate,
   disjoint from the corpus.
