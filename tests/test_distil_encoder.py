@@ -331,11 +331,14 @@ def test_extra_text_trains_the_encoder_on_text_only_latents(tiny_teacher_file, t
     extra.write_text("# more sentences\nThe lamp by the window flickered twice.\n"
                      "A quiet river ran under the old stone bridge.\n", encoding="utf-8")
     run = tmp_path / "run"
-    args = ["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
-            "--data", str(tiny_ljspeech), "--config", str(config), "--out", str(run),
-            "--latents", "prior", "--cache-latents", "--max-steps", "3",
-            "--extra-text", str(extra)]
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+
+    def args(config_ref, out, steps):
+        return ["--device", "cpu", "distil-encoder", "--teacher", str(tiny_teacher_file),
+                "--data", str(tiny_ljspeech), "--config", str(config_ref), "--out", str(out),
+                "--latents", "prior", "--cache-latents", "--max-steps", str(steps),
+                "--extra-text", str(extra)]
+
+    result = CliRunner().invoke(cli, args(config, run, 3), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "teacher latents (text only): 2 item(s)" in result.output
     teacher = load_teacher(tiny_teacher_file)
@@ -350,12 +353,12 @@ def test_extra_text_trains_the_encoder_on_text_only_latents(tiny_teacher_file, t
     data_shards = [p for p in cache.dir.glob("*.safetensors") if not p.name.startswith("extra")]
     with safe_open(str(data_shards[0]), framework="pt") as f:
         assert "wav" in f.keys()  # --data keeps its audio for the decoder stage
-    assert load_checkpoint(run)["step"] == 3 and _scalars(run, "train/kl")
-    # the aligner needs the teacher's audio, which extra text has not
-    bad = [a if a != str(config) else "tiny/encoder" for a in args]
-    result = CliRunner().invoke(cli, [*bad[:-4], "--out", str(tmp_path / "bad"),
-                                      "--max-steps", "1", "--extra-text", str(extra)])
-    assert result.exit_code != 0 and "aligner" in str(result.exception or result.output)
+    ckpt = load_checkpoint(run)
+    assert ckpt["step"] == 3 and _scalars(run, "train/kl")
+    assert ckpt["meta"]["extra_text"] == [str(extra)]  # what the encoder learned from
+    # the aligner needs the teacher's audio, which extra text has not (tiny/encoder trains it)
+    result = CliRunner().invoke(cli, args("tiny/encoder", tmp_path / "bad", 1))
+    assert isinstance(result.exception, ConfigError) and "aligner" in str(result.exception)
 
 
 def test_duration_predictor_rescale_multiplies_every_duration():

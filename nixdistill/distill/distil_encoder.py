@@ -395,7 +395,8 @@ def run_distil_encoder(
             teacher's decoder, most of a synthesis, is skipped, so they cost a fraction of a
             ``data_ref`` sentence. Needs prior latents, a skipped aligner
             (``train.extra.aligner: "auto"``) and a single-speaker teacher. Their ids are
-            ``extra-<file stem>_<line>``.
+            ``extra-<file stem>_<line>``; the files used are recorded in the checkpoint's
+            ``meta["extra_text"]``. A resumed run needs the same files.
         skip_unusable_extra_text: print a note and train without ``extra_text`` where it does
             not fit the teacher or the config, instead of raising (the pipeline's presets name
             English text for any teacher).
@@ -446,7 +447,8 @@ def run_distil_encoder(
                 print(f"teacher latents{kind}: {n} item(s) cached in "
                       f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
     meta = {**run.meta, "encoder_config": encoder_cfg.to_dict(),
-            "n_inference_params": stage.encoder.n_inference_params()}
+            "n_inference_params": stage.encoder.n_inference_params(),
+            "extra_text": [] if extra is None else [str(p) for p in extra_text]}
     result = Trainer(stage, out_dir, cfg.train, device, resume, cfg.to_dict(), meta).fit()
     if run.cache is not None and run.source == "prior" and result.checkpoint is not None:
         factor = calibrate_duration_rate(result.checkpoint, train_set, run.cache, device)
