@@ -10,12 +10,14 @@ times ``--steps`` optimiser steps per setting after ``--warmup`` steps, split in
 * ``backward``: backward pass and gradient clipping;
 * ``optimizer``: ``AdamW.step``.
 
-Settings (``--threads`` x ``--precision`` x ``--variant``) run interleaved, round by round, so
+Settings (``--threads`` x ``--precision`` x ``--variant`` x ``--compile``) run interleaved, round by round, so
 a noisy machine affects them alike. A variant is ``NAME=JSON``: the JSON is merged key by key
 into the stage's config (``{"train": {"extra": {"aligner": "auto"}}}``). A ``model`` or
 ``train`` key the stage's config lacks is skipped, but ``train.extra`` keys are passed as given
 and a stage refuses ones it does not know: profile such a variant with ``--stage`` set to its
-stage. ``--ops`` adds a torch.profiler table of the most expensive operators of the first
+stage. ``--compile model`` wraps the trained modules in ``torch.compile`` (dynamic shapes for
+the encoder, whose batches vary in length); ``warmup_seconds`` then includes the compilation.
+``--ops`` adds a torch.profiler table of the most expensive operators of the first
 setting. Prints one JSON object per stage on stdout.
 
 Usage::
@@ -112,7 +114,7 @@ def build_stage(kind: str, preset: dict, teacher, data, cache, precision: str,
 
 
 def time_setting(kind, preset, teacher, data, cache, threads, precision, variant, steps,
-                 warmup, ops: bool) -> dict:
+                 warmup, ops: bool, compiled: bool = False) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     exp, stage = build_stage(kind, preset, teacher, data, cache, precision, variant)
@@ -123,6 +125,12 @@ def time_setting(kind, preset, teacher, data, cache, threads, precision, variant
     modules = dict(stage.modules())
     for m in modules.values():
         m.train(any(p.requires_grad for p in m.parameters()))
+    if compiled:
+        # the trained modules as training_step calls them (ctx.model); the encoder's batches
+        # vary in length, the decoder's segments do not
+        modules = {name: torch.compile(m, dynamic=kind == "encoder")
+                   if any(p.requires_grad for p in m.parameters()) else m
+                   for name, m in modules.items()}
     state = LoopState()
     ctx = StepContext(state, exp.train, DistInfo(0, 1, 0, device, False), modules, optimizers,
                       None, dtype)
@@ -132,8 +140,11 @@ def time_setting(kind, preset, teacher, data, cache, threads, precision, variant
     totals = dict.fromkeys(PHASES, 0.0)
     losses = []
     profiler = None
+    t_start = time.perf_counter()
+    warmup_seconds = 0.0
     for i in range(warmup + steps):
         if i == warmup:
+            warmup_seconds = time.perf_counter() - t_start
             totals = dict.fromkeys(PHASES, 0.0)
             timer.backward = timer.optimizer = 0.0
             if ops:
@@ -156,6 +167,7 @@ def time_setting(kind, preset, teacher, data, cache, threads, precision, variant
         losses.append(float(out["total"]))
     totals["backward"], totals["optimizer"] = timer.backward, timer.optimizer
     result = {"threads": threads, "precision": precision, "steps": steps,
+              "warmup_seconds": warmup_seconds,
               "batch_size": exp.train.batch_size,
               "seconds_per_step": {k: v / steps for k, v in totals.items()},
               "loss_first_last": [losses[0], losses[-1]]}
@@ -180,6 +192,9 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help="config change merged into the stage's config (repeatable)")
+    ap.add_argument("--compile", default="off",
+                    help="comma-separated: off, model (torch.compile of the trained modules; "
+                         "the warm-up steps then include the compilation)")
     ap.add_argument("--ops", action="store_true", help="operator table of the first setting")
     args = ap.parse_args()
     variants = {"base": {}}
@@ -199,21 +214,25 @@ def main() -> None:
     cache = open_latent_cache(root, teacher, "prior", probe.latent_settings)
     fill_latent_cache(teacher, data, "prior", probe.latent_settings, cache, 0)
     stages = ("encoder", "decoder") if args.stage == "both" else (args.stage,)
-    settings = [(int(t), p, v) for t in args.threads.split(",")
-                for p in args.precision.split(",") for v in variants]
+    settings = [(int(t), p, v, c) for t in args.threads.split(",")
+                for p in args.precision.split(",") for v in variants
+                for c in args.compile.split(",")]
     for kind in stages:
         runs: dict[tuple, list[dict]] = {s: [] for s in settings}
         for r in range(args.rounds):
             for s in settings:
                 runs[s].append(time_setting(kind, preset, teacher, data, cache, s[0], s[1],
                                             variants[s[2]], args.steps, args.warmup,
-                                            args.ops and r == 0 and s == settings[0]))
+                                            args.ops and r == 0 and s == settings[0],
+                                            s[3] == "model"))
         out = {"stage": kind, "preset": args.preset, "cpu_threads_available": torch.get_num_threads(),
                "settings": []}
         for s, results in runs.items():
             per = {k: statistics.median(r["seconds_per_step"][k] for r in results)
                    for k in (*PHASES, "total")}
             out["settings"].append({"threads": s[0], "precision": s[1], "variant": s[2],
+                                    "compile": s[3],
+                                    "warmup_seconds": results[0]["warmup_seconds"],
                                     "seconds_per_step_median": per,
                                     "steps_per_minute": 60.0 / per["total"],
                                     "rounds": [r["seconds_per_step"]["total"] for r in results],

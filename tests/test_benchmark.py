@@ -7,7 +7,6 @@ marked slow.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
