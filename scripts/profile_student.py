@@ -34,6 +34,13 @@ CANDIDATES = {
                   attention_channels=64),
              dict(dim=128, intermediate_dim=256, n_layers=3)),
 }
+# the shipped joe-quick student (encoder_tiny + decoder_istft_quick) and the same with a 1.5x
+# wider encoder (hidden 144, filter 384: 1.0M)
+CANDIDATES.update({
+    "joe-quick": (CANDIDATES["tiny"][0], CANDIDATES["dec192"][1]),
+    "joe-quick-wide": ({**CANDIDATES["tiny"][0], "hidden_channels": 144, "filter_channels": 384,
+                        "dp_channels": 144}, CANDIDATES["dec192"][1]),
+})
 SENTENCE = ("The quick brown fox jumps over the lazy dog, while a small student learns to speak "
             "exactly like its much larger teacher.")
 

@@ -55,16 +55,8 @@ class NixEncoderConfig:
     Attributes:
         n_vocab: number of token ids.
         inter_channels: latent channels; must equal the teacher's ``inter_channels``.
-        hidden_channels: width of the text encoder (and of the latent encoder, unless
-            ``latent_channels`` is set).
-        filter_channels: bottleneck width of the depthwise-separable blocks (the latent
-            encoder's too, unless ``latent_filter_channels`` is set).
-        latent_channels / latent_filter_channels: width and bottleneck of the frame-rate
-            latent encoder; 0 takes ``hidden_channels`` / ``filter_channels``. The latent
-            encoder runs once per frame and the text encoder once per token (about 6x fewer
-            for 22.05 kHz speech), so a wide text encoder before a narrow latent encoder adds
-            capacity at little cost per second of audio. A 1x1 convolution at token rate maps
-            the text features to the latent width when they differ.
+        hidden_channels: width of the text and latent encoders.
+        filter_channels: bottleneck width of every depthwise-separable block.
         kernel_size: depthwise kernel width (odd), in tokens or frames.
         text_dilations: one dilation per text-encoder block.
         latent_dilations: one dilation per latent-encoder block.
@@ -89,8 +81,6 @@ class NixEncoderConfig:
     inter_channels: int = 192
     hidden_channels: int = 192
     filter_channels: int = 512
-    latent_channels: int = 0
-    latent_filter_channels: int = 0
     kernel_size: int = 5
     text_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 1, 2, 4])
     latent_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 1, 2])
@@ -121,10 +111,6 @@ class NixEncoderConfig:
                 f"encoder duration_predictor must be one of {DURATION_PREDICTORS}, "
                 f"got {self.duration_predictor!r}"
             )
-        for name in ("latent_channels", "latent_filter_channels"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"encoder {name} must be >= 0 (0: as the text encoder), "
-                                  f"got {getattr(self, name)}")
         for name in ("kernel_size", "dp_kernel_size"):
             if getattr(self, name) % 2 == 0:
                 raise ConfigError(f"encoder {name} must be odd, got {getattr(self, name)}")
@@ -244,13 +230,9 @@ class NixEncoder(nn.Module):
                 c.hidden_channels, c.dp_channels, c.dp_filter_channels, c.dp_kernel_size,
                 c.dp_dilations, c.dp_dropout, c.sdp_flows, c.sdp_flow_dilations, gin,
             )
-        latent_channels = c.latent_channels or c.hidden_channels
-        # text features -> latent width, at token rate (only when the widths differ)
-        self.latent_in = (nn.Conv1d(c.hidden_channels, latent_channels, 1)
-                          if latent_channels != c.hidden_channels else None)
         self.latent_encoder = LatentEncoder(
-            latent_channels, c.latent_filter_channels or c.filter_channels, c.kernel_size,
-            c.latent_dilations, c.dropout, c.inter_channels, gin,
+            c.hidden_channels, c.filter_channels, c.kernel_size, c.latent_dilations, c.dropout,
+            c.inter_channels, gin,
         )
         self.aligner = (
             Aligner(c.hidden_channels, c.n_mels, c.attention_channels, c.aligner_temperature,
@@ -285,11 +267,6 @@ class NixEncoder(nn.Module):
         emb = self.emb(x).transpose(1, 2) * math.sqrt(self.config.hidden_channels) * x_mask
         h = self.text_encoder(emb, x_mask)
         return emb, h, x_mask
-
-    def latent_features(self, h: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
-        """Text features at the latent encoder's width, before expansion to frames:
-        [B, hidden, T_text] -> [B, latent_channels, T_text] (``h`` itself when they agree)."""
-        return h if self.latent_in is None else self.latent_in(h) * x_mask
 
     # -- training -------------------------------------------------------------------------
     def forward(
@@ -338,13 +315,12 @@ class NixEncoder(nn.Module):
             attn_soft, attn_logprob = aligned.attn_soft, aligned.attn_logprob
             attn_hard = aligned.attn_hard  # [B, 1, T_frames, T_text]
             w_align = attn_hard.sum(2)  # [B, 1, T_text]
-        h_lat = self.latent_features(h, x_mask)
         if w_target is None:
             w = w_align
-            h_frames = torch.bmm(h_lat, attn_hard.squeeze(1).transpose(1, 2))  # [B, C, T_frames]
+            h_frames = torch.bmm(h, attn_hard.squeeze(1).transpose(1, 2))  # [B, hidden, T_frames]
         else:
             w = w_target.reshape(x.shape[0], 1, -1).to(h.dtype) * x_mask
-            h_frames = expand_by_durations(h_lat, w, t_frames)
+            h_frames = expand_by_durations(h, w, t_frames)
         logw_target = torch.log(w.clamp(min=1)) * x_mask
         h_dp = h.detach()
         g_dp = None if g is None else g.detach()
@@ -424,7 +400,7 @@ class NixEncoder(nn.Module):
             w = w.clone()  # an empty utterance still gets one frame
             w[:, 0] = torch.where(w.sum(1) > 0, w[:, 0], torch.ones_like(w[:, 0]))
         y_lengths = w.sum(1).long()
-        h_frames = expand_by_durations(self.latent_features(h, x_mask), w, y_lengths.max())
+        h_frames = expand_by_durations(h, w, y_lengths.max())
         y_mask = sequence_mask(y_lengths, h_frames.shape[2]).unsqueeze(1).to(h.dtype)
         m_s, logs_s = self.latent_encoder(h_frames, y_mask, g)
         if generator is None:
