@@ -10,15 +10,15 @@ times ``--steps`` optimiser steps per setting after ``--warmup`` steps, split in
 * ``backward``: backward pass and gradient clipping;
 * ``optimizer``: ``AdamW.step``.
 
-Settings (``--threads`` x ``--precision`` x ``--variant`` x ``--compile``) run interleaved, round by round, so
-a noisy machine affects them alike. A variant is ``NAME=JSON``: the JSON is merged key by key
-into the stage's config (``{"train": {"extra": {"aligner": "auto"}}}``). A ``model`` or
-``train`` key the stage's config lacks is skipped, but ``train.extra`` keys are passed as given
-and a stage refuses ones it does not know: profile such a variant with ``--stage`` set to its
-stage. ``--compile model`` wraps the trained modules in ``torch.compile`` (dynamic shapes for
-the encoder, whose batches vary in length); ``warmup_seconds`` then includes the compilation.
-``--ops`` adds a torch.profiler table of the most expensive operators of the first
-setting. Prints one JSON object per stage on stdout.
+Settings (``--threads`` x ``--precision`` x ``--variant`` x ``--compile``) run interleaved,
+round by round, so a noisy machine affects them alike. A variant is ``NAME=JSON``: the JSON is
+merged key by key into the stage's config (``{"train": {"extra": {"aligner": "auto"}}}``). A
+``model`` or ``train`` key the stage's config lacks is skipped, but ``train.extra`` keys are
+passed as given and a stage refuses ones it does not know: profile such a variant with
+``--stage`` set to its stage. ``--compile model`` wraps the trained modules in
+``torch.compile`` (dynamic shapes for the encoder, whose batches vary in length);
+``warmup_seconds`` then includes the compilation. ``--ops`` adds a torch.profiler table of the
+most expensive operators of the first setting. Prints one JSON object per stage on stdout.
 
 Usage::
 
@@ -123,13 +123,13 @@ def time_setting(kind, preset, teacher, data, cache, threads, precision, variant
     optimizers = Optimizers(stage.optimized(), exp.train, device, scaler)
     timer = PhaseTimer(optimizers)
     modules = dict(stage.modules())
-    for m in modules.values():
-        m.train(any(p.requires_grad for p in m.parameters()))
+    trained = {name for name, m in modules.items() if any(p.requires_grad for p in m.parameters())}
+    for name, m in modules.items():
+        m.train(name in trained)
     if compiled:
         # the trained modules as training_step calls them (ctx.model); the encoder's batches
         # vary in length, the decoder's segments do not
-        modules = {name: torch.compile(m, dynamic=kind == "encoder")
-                   if any(p.requires_grad for p in m.parameters()) else m
+        modules = {name: torch.compile(m, dynamic=kind == "encoder") if name in trained else m
                    for name, m in modules.items()}
     state = LoopState()
     ctx = StepContext(state, exp.train, DistInfo(0, 1, 0, device, False), modules, optimizers,
@@ -197,6 +197,9 @@ def main() -> None:
                          "the warm-up steps then include the compilation)")
     ap.add_argument("--ops", action="store_true", help="operator table of the first setting")
     args = ap.parse_args()
+    compile_modes = args.compile.split(",")
+    if not set(compile_modes) <= {"off", "model"}:
+        ap.error(f"--compile takes off and/or model, got {args.compile!r}")
     variants = {"base": {}}
     if args.variant:
         variants = {}
@@ -216,7 +219,7 @@ def main() -> None:
     stages = ("encoder", "decoder") if args.stage == "both" else (args.stage,)
     settings = [(int(t), p, v, c) for t in args.threads.split(",")
                 for p in args.precision.split(",") for v in variants
-                for c in args.compile.split(",")]
+                for c in compile_modes]
     for kind in stages:
         runs: dict[tuple, list[dict]] = {s: [] for s in settings}
         for r in range(args.rounds):
