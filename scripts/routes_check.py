@@ -5,8 +5,7 @@ and each page's download size and in-browser synthesis time, for a student and t
     python scripts/routes_check.py --student runs/joe-quick/student.safetensors
 
 Without ``--student`` the student is a random-weight student of the joe-quick shape
-(the default preset's configs/students/encoder_tiny.json + decoder_istft_quick.json on
-joe's phoneme_id_map): its
+(the encoder and decoder configs that the default preset names, on joe's phoneme_id_map): its
 size and compute per frame are a trained one's, its durations are not, so each sentence is
 spoken with the length scale that makes it as long as joe's (``--no-match-length`` to skip).
 
@@ -48,16 +47,19 @@ def random_quick_student(folder: Path) -> Path:
     from nixdistill.config import resolve_config_path
     from nixdistill.deploy.export import write_student
     from nixdistill.distill.setup import decoder_model_config, encoder_model_config
+    from nixdistill.presets import load_preset
     from nixdistill.students.decoder import build_decoder
     from nixdistill.students.encoder import NixEncoder
     from nixdistill.teacher.loader import load_teacher
 
     teacher = load_teacher(str(joe.model_path()))
     torch.manual_seed(0)
-    enc_raw = json.loads(Path(resolve_config_path("students/encoder_tiny")).read_text())["model"]
-    dec_raw = json.loads(Path(resolve_config_path("students/decoder_istft_quick")).read_text())
-    enc_cfg = encoder_model_config(enc_raw, teacher, "encoder_tiny")
-    dec_cfg = decoder_model_config(dec_raw["model"], enc_cfg.inter_channels, "decoder_istft_quick")
+    preset = load_preset("joe-quick")
+    enc_name, dec_name = preset.encoder.config, preset.decoder.config
+    enc_raw = json.loads(Path(resolve_config_path(enc_name)).read_text())["model"]
+    dec_raw = json.loads(Path(resolve_config_path(dec_name)).read_text())
+    enc_cfg = encoder_model_config(enc_raw, teacher, enc_name)
+    dec_cfg = decoder_model_config(dec_raw["model"], enc_cfg.inter_channels, dec_name)
     encoder = NixEncoder(enc_cfg).eval()
     decoder = build_decoder(dec_cfg.kind, dec_cfg, teacher.audio.hop_length).eval()
     return write_student(folder / "student.safetensors", encoder, dataclasses.asdict(enc_cfg),

@@ -235,7 +235,11 @@ def test_joe_presets_are_the_generic_ones_with_the_joe_voice():
     for joe_name, generic in (("joe-quick", "quick"), ("joe-full", "full")):
         assert recipe(load_preset(joe_name)) == recipe(
             dataclasses.replace(load_preset(generic), teacher=joe))
-    tiny = load_preset("joe-tiny")
-    assert tiny.decoder.config == "students/decoder_istft_tiny"
-    assert recipe(dataclasses.replace(tiny, decoder=load_preset("joe-quick").decoder)) == \
-        recipe(load_preset("joe-quick"))
+    tiny, quick = load_preset("joe-tiny"), load_preset("joe-quick")
+    assert (tiny.encoder.config, tiny.decoder.config) == ("students/encoder_tiny",
+                                                          "students/decoder_istft_tiny")
+    assert quick.encoder.config == "students/encoder_small"
+    # joe-tiny is joe-quick with both configs swapped: same budgets, data and settings
+    assert recipe(dataclasses.replace(
+        tiny, encoder=dataclasses.replace(tiny.encoder, config=quick.encoder.config),
+        decoder=quick.decoder)) == recipe(quick)

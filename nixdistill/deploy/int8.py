@@ -72,11 +72,12 @@ def quantize_int8(onnx_path: str | Path, op_types: Sequence[str] = INT8_OP_TYPES
 
     Why ``MatMul`` alone (measured on the earlier 4.2M ``joe-quick`` student's Piper graph, 20
     held-out sentences, 1 thread, interleaved; ``scripts/int8_check.py``,
-    ``docs/results/int8/joe-quick.json``; on the 2.3M default, ``benchmark --int8`` measured
-    47.5 against 50.1 ms, 1.05x): MatMul-only int8 took 62.6 ms per sentence against
-    70.0 ms in float (1.12x faster), the file shrank from 20.3 to 16.0 MB, and Whisper-base WER
-    was unchanged (0.063). Quantizing ``Conv`` too (``ConvInteger``) made the file 8.5 MB but
-    synthesis 1.75x slower (122.8 ms), with the same WER.
+    ``docs/results/int8/joe-quick.json``; on the 2.3M ``joe-quick`` student with
+    ``encoder_tiny``, ``benchmark --int8`` measured 47.5 against 50.1 ms, 1.05x): MatMul-only
+    int8 took 62.6 ms per sentence against 70.0 ms in float (1.12x faster), the file shrank
+    from 20.3 to 16.0 MB, and Whisper-base WER was unchanged (0.063). Quantizing ``Conv`` too
+    (``ConvInteger``) made the file 8.5 MB but synthesis 1.75x slower (122.8 ms), with the same
+    WER.
 
     Args:
         onnx_path: an ``.onnx`` file, rewritten in place.
