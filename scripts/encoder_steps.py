@@ -16,7 +16,8 @@ Usage::
         --json steps.json --plot steps.png
 
 ``--run NAME=RUN_DIR[@STEPS_PER_MINUTE]``: the run's ``checkpoints/step_*.pt`` are scored; the
-optional rate adds a minutes axis. Prints a table; ``--json`` and ``--plot`` save it.
+optional rate adds a minutes axis. Prints a table; ``--json`` and ``--plot`` save it;
+``--target DB`` and ``--budget-minutes MIN`` draw a target and a budget on the plot.
 
 The duration predictor is scored beside it: ``dur_log_l1`` is the mean
 |log w_student - log w_teacher| per token, the student's own durations (noise 0) against the
@@ -79,6 +80,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--target", type=float, default=None, metavar="DB",
+                    help="draw an MCD target (dB) as a horizontal line on the plot")
+    ap.add_argument("--budget-minutes", type=float, default=None, metavar="MIN",
+                    help="draw the encoder's budget (minutes) as a vertical line on the plot")
     ap.add_argument("--wer", action="store_true",
                     help="also Whisper WER with the teacher's and with the encoder's own durations")
     ap.add_argument("--durations-only", action="store_true",
@@ -193,7 +198,13 @@ def main() -> None:
         axes[0, 0].set_xlabel("encoder steps")
         if has_minutes:
             axes[0, 1].set_xlabel("minutes at the measured steps per minute (2 threads)")
+            if args.budget_minutes is not None:
+                axes[0, 1].axvline(args.budget_minutes, color="grey", ls="--", lw=1,
+                                   label=f"budget ({args.budget_minutes:g} min)")
         for ax in axes[0]:
+            if args.target is not None:
+                ax.axhline(args.target, color="red", ls=":", lw=1,
+                           label=f"target ({args.target:g} dB)")
             ax.set_ylabel("MCD dB, student z -> teacher decoder")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
